@@ -1,0 +1,131 @@
+package config
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Redact hides credentials a URL might carry (user info, token-like query values), so a
+// URL can be shown in logs, errors and MQTT payloads.
+func Redact(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		if strings.Contains(raw, "@") {
+			return "<redacted>"
+		}
+		return raw
+	}
+	if u.User != nil {
+		u.User = url.User("REDACTED")
+	}
+	q := u.Query()
+	changed := false
+	for k := range q {
+		lk := strings.ToLower(k)
+		if strings.Contains(lk, "token") || strings.Contains(lk, "key") || strings.Contains(lk, "secret") || strings.Contains(lk, "pass") {
+			q.Set(k, "REDACTED")
+			changed = true
+		}
+	}
+	if changed {
+		u.RawQuery = q.Encode()
+	}
+	return u.String()
+}
+
+// Redacted returns a copy safe to display or publish. The configuration holds no secret
+// values (only paths to files holding them), but URLs may embed credentials.
+func (c Config) Redacted() Config {
+	c.Deepgram.URL = Redact(c.Deepgram.URL)
+	c.Deepgram.PrerecordedURL = Redact(c.Deepgram.PrerecordedURL)
+	c.MQTT.Broker = Redact(c.MQTT.Broker)
+	return c
+}
+
+// JSON is the redacted configuration as JSON (the retained <base>/config payload).
+func (c Config) JSON() []byte {
+	b, _ := json.Marshal(c.Redacted())
+	return b
+}
+
+// YAML is the redacted configuration as YAML.
+func (c Config) YAML() []byte {
+	b, _ := yaml.Marshal(c.Redacted())
+	return b
+}
+
+// Explain renders the effective configuration, redacted, one key per line with where its
+// value came from: what `hark config check` prints.
+func (l *Loaded) Explain() string {
+	var b strings.Builder
+	r := l.Config.Redacted()
+	width := 0
+	for _, lf := range leaves() {
+		width = max(width, len(lf.path))
+	}
+	for _, lf := range leaves() {
+		v := leafValue(&r, lf).Interface()
+		js, _ := json.Marshal(v)
+		if d, ok := v.(Duration); ok {
+			js = []byte(d.String())
+		}
+		fmt.Fprintf(&b, "%-*s  %-40s  # %s\n", width, lf.path, string(js), l.Source(lf.path))
+	}
+	return b.String()
+}
+
+// Secret resolution, in order: an explicit file, a systemd credential, an environment
+// variable. The value never leaves this function in an error.
+//
+// It returns the secret, a description of where it came from (never the value), and an
+// error only when a named file cannot be read. An absent secret is "" with no error.
+func Secret(file, credName, envName string, environ []string) (value, from string, err error) {
+	getenv := func(k string) (string, bool) {
+		if environ == nil {
+			return os.LookupEnv(k)
+		}
+		for _, kv := range environ {
+			if n, v, ok := strings.Cut(kv, "="); ok && n == k {
+				return v, true
+			}
+		}
+		return "", false
+	}
+	read := func(p string) (string, error) {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return "", err
+		}
+		return strings.TrimSpace(string(b)), nil
+	}
+	if file != "" {
+		v, err := read(file)
+		if err != nil {
+			return "", "", fmt.Errorf("read secret file %s: %w", file, unwrapPathErr(err))
+		}
+		return v, "file " + file, nil
+	}
+	if dir, ok := getenv("CREDENTIALS_DIRECTORY"); ok && dir != "" {
+		p := filepath.Join(dir, credName)
+		if v, err := read(p); err == nil {
+			return v, "systemd credential " + credName, nil
+		}
+	}
+	if v, ok := getenv(envName); ok && v != "" {
+		return v, "environment " + envName, nil
+	}
+	return "", "", nil
+}
+
+func unwrapPathErr(err error) error {
+	if pe, ok := err.(*os.PathError); ok {
+		return pe.Err
+	}
+	return err
+}

@@ -1,0 +1,170 @@
+package config
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// SensitiveKeys could redirect audio or credentials, or widen what may be changed remotely;
+// a remote change to one is refused unless the local file lists it in remote.allow.
+var SensitiveKeys = []string{
+	"capture.input", "capture.device", "deepgram.url", "deepgram.prerecorded_url", "deepgram.api_key_file",
+	"mqtt.broker", "mqtt.username", "mqtt.password_file", "mqtt.ca_file", "mqtt.cert_file", "mqtt.key_file",
+	"mqtt.client_id", "mqtt.topic_prefix", "device_id", "state_dir", "spool.dir",
+}
+
+// localOnly keys can never be changed remotely, whatever the file says.
+var localOnly = []string{"remote.enabled", "remote.allow"}
+
+func isSensitive(key string) bool { return slices.Contains(SensitiveKeys, key) }
+
+func (l *Loaded) checkRemoteKey(key string) error {
+	if slices.Contains(localOnly, key) {
+		return &Error{Key: key, Msg: "can only be set in the local configuration file"}
+	}
+	if isSensitive(key) && !slices.Contains(l.base.Remote.Allow, key) {
+		return &Error{Key: key, Msg: "cannot be changed remotely (the local file does not list it in remote.allow)"}
+	}
+	return nil
+}
+
+// ApplyRemote validates a partial configuration (YAML or JSON) received remotely, merges it
+// onto the current one and returns the result with the keys whose values changed. The
+// receiver is not modified; persist the result with SaveRemote and adopt it.
+func (l *Loaded) ApplyRemote(partial []byte) (*Loaded, []string, error) {
+	if !l.base.Remote.Enabled {
+		return nil, nil, &Error{Key: "remote.enabled", Msg: "remote configuration is disabled by the local file"}
+	}
+	n, err := parseYAML(partial, "")
+	if err != nil {
+		return nil, nil, err
+	}
+	return l.ApplyRemoteNode(n)
+}
+
+// ApplyRemoteNode is ApplyRemote for an already parsed tree.
+func (l *Loaded) ApplyRemoteNode(n *yaml.Node) (*Loaded, []string, error) {
+	flat, err := flatten(n)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(flat) == 0 {
+		return nil, nil, &Error{Msg: "no configuration keys given"}
+	}
+	next := &Loaded{File: l.File, Config: l.Config, Sources: copyMap(l.Sources), Warnings: nil,
+		base: l.base, baseSrc: l.baseSrc, remote: map[string]*yaml.Node{}}
+	for k, v := range l.remote {
+		next.remote[k] = v
+	}
+	for _, key := range sortedKeys(flat) {
+		if err := l.checkRemoteKey(key); err != nil {
+			return nil, nil, err
+		}
+		if err := decodeNode(&next.Config, nestNode(strings.Split(key, "."), flat[key]), SourceRemote, next.Sources); err != nil {
+			return nil, nil, err
+		}
+		next.remote[key] = flat[key]
+	}
+	if err := next.Config.Validate(); err != nil {
+		return nil, nil, err
+	}
+	return next, Changed(l.Config, next.Config), nil
+}
+
+// Changed lists the keys whose values differ between a and b.
+func Changed(a, b Config) []string {
+	var out []string
+	for _, lf := range leaves() {
+		if !reflect.DeepEqual(leafValue(&a, lf).Interface(), leafValue(&b, lf).Interface()) {
+			out = append(out, lf.path)
+		}
+	}
+	return out
+}
+
+// SaveRemote persists the remote overrides atomically (temporary file, fsync, rename,
+// directory fsync) under the state directory, so they are re-applied at boot.
+func (l *Loaded) SaveRemote() error {
+	tree := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
+	for _, key := range sortedKeys(l.remote) {
+		mergeInto(tree, strings.Split(key, "."), l.remote[key])
+	}
+	b, err := yaml.Marshal(tree)
+	if err != nil {
+		return fmt.Errorf("encode remote configuration: %w", err)
+	}
+	b = append([]byte("# Written by hark: configuration changes received over MQTT. Applied after the\n# file and environment at every start. Delete this file to drop them.\n"), b...)
+	return WriteFileAtomic(filepath.Join(l.Config.StateDir, RemoteFileName), b, 0o600)
+}
+
+// RemoteKeys lists the keys set by persisted remote changes.
+func (l *Loaded) RemoteKeys() []string { return sortedKeys(l.remote) }
+
+func mergeInto(tree *yaml.Node, path []string, val *yaml.Node) {
+	for i := 0; i+1 < len(tree.Content); i += 2 {
+		if tree.Content[i].Value == path[0] {
+			if len(path) == 1 {
+				tree.Content[i+1] = val
+			} else {
+				mergeInto(tree.Content[i+1], path[1:], val)
+			}
+			return
+		}
+	}
+	if len(path) == 1 {
+		tree.Content = append(tree.Content, &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: path[0]}, val)
+		return
+	}
+	sub := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
+	tree.Content = append(tree.Content, &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: path[0]}, sub)
+	mergeInto(sub, path[1:], val)
+}
+
+// WriteFileAtomic writes data to path so that a crash leaves either the old file or the new
+// one, never a torn one: temporary file in the same directory, fsync, rename, fsync of the
+// directory.
+func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("create %s: %w", dir, err)
+	}
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	tmp := f.Name()
+	ok := false
+	defer func() {
+		if !ok {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	if err := f.Chmod(perm); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if _, err := f.Write(data); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	ok = true
+	if d, err := os.Open(dir); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	return nil
+}

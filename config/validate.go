@@ -1,0 +1,165 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/hark-audio/hark/vad"
+)
+
+var idPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+// Validate checks every section. The error is an *Error naming the key.
+func (c Config) Validate() error {
+	bad := func(key, format string, a ...any) error { return &Error{Key: key, Msg: fmt.Sprintf(format, a...)} }
+	if !idPattern.MatchString(c.DeviceID) {
+		return bad("device_id", "%q must be 1-64 letters, digits, '-' or '_' (it is part of MQTT topics)", c.DeviceID)
+	}
+	if c.StateDir == "" {
+		return bad("state_dir", "must not be empty")
+	}
+	cp := c.Capture
+	if cp.SampleRate < 8000 || cp.SampleRate > 192000 {
+		return bad("capture.sample_rate", "%d is out of range [8000, 192000]", cp.SampleRate)
+	}
+	switch cp.Backend {
+	case "auto", "alsa", "pulseaudio", "null":
+	default:
+		return bad("capture.backend", "%q is not one of auto, alsa, pulseaudio, null", cp.Backend)
+	}
+	if cp.RingMS < 200 || cp.RingMS > 60000 {
+		return bad("capture.ring_ms", "%d is out of range [200, 60000]", cp.RingMS)
+	}
+	if err := c.VAD.Validate(); err != nil {
+		var fe *vad.FieldError
+		if errors.As(err, &fe) {
+			return bad("vad."+fe.Key, "%s", fe.Msg)
+		}
+		return bad("vad", "%v", err)
+	}
+	if err := validateDeepgram(c.Deepgram); err != nil {
+		return err
+	}
+	m := c.MQTT
+	if m.Broker != "" {
+		u, err := url.Parse(m.Broker)
+		if err != nil || u.Host == "" {
+			return bad("mqtt.broker", "%q is not a broker URL such as tcp://localhost:1883", Redact(m.Broker))
+		}
+		switch u.Scheme {
+		case "tcp", "mqtt", "ssl", "tls", "mqtts", "ws", "wss":
+		default:
+			return bad("mqtt.broker", "scheme %q is not one of tcp, mqtt, ssl, tls, mqtts, ws, wss", u.Scheme)
+		}
+		if u.User != nil {
+			return bad("mqtt.broker", "must not carry credentials; use mqtt.username and mqtt.password_file")
+		}
+	}
+	if m.TopicPrefix == "" || strings.ContainsAny(m.TopicPrefix, "+#") || strings.HasPrefix(m.TopicPrefix, "/") || strings.HasSuffix(m.TopicPrefix, "/") {
+		return bad("mqtt.topic_prefix", "%q must be non-empty, without + or #, and not start or end with /", m.TopicPrefix)
+	}
+	if m.ClientID == "" || len(m.ClientID) > 128 {
+		return bad("mqtt.client_id", "must be 1-128 characters")
+	}
+	if (m.CertFile == "") != (m.KeyFile == "") {
+		return bad("mqtt.cert_file", "cert_file and key_file go together")
+	}
+	if m.QueueMax < 1 || m.QueueMax > 1000000 {
+		return bad("mqtt.queue_max", "%d is out of range [1, 1000000]", m.QueueMax)
+	}
+	if m.HealthInterval.D() < time.Second || m.HealthInterval.D() > 24*time.Hour {
+		return bad("mqtt.health_interval", "%s is out of range [1s, 24h]", m.HealthInterval)
+	}
+	if m.DiscoveryPrefix == "" || strings.ContainsAny(m.DiscoveryPrefix, "+#") {
+		return bad("mqtt.discovery_prefix", "%q must be non-empty, without + or #", m.DiscoveryPrefix)
+	}
+	s := c.Spool
+	if s.MaxBytes < 64<<10 {
+		return bad("spool.max_bytes", "%d is below the minimum of 65536", s.MaxBytes)
+	}
+	if s.MaxAge.D() < time.Minute {
+		return bad("spool.max_age", "%s is below the minimum of 1m", s.MaxAge)
+	}
+	if s.Concurrency < 1 || s.Concurrency > 8 {
+		return bad("spool.concurrency", "%d is out of range [1, 8]", s.Concurrency)
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		return bad("log.level", "%q is not one of debug, info, warn, error", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "auto", "text", "json":
+	default:
+		return bad("log.format", "%q is not one of auto, text, json", c.Log.Format)
+	}
+	for _, k := range c.Remote.Allow {
+		if !isSensitive(k) {
+			return bad("remote.allow", "%q is not a sensitive key (those are: %s)", k, strings.Join(SensitiveKeys, ", "))
+		}
+	}
+	return nil
+}
+
+func validateDeepgram(d Deepgram) error {
+	bad := func(key, format string, a ...any) error {
+		return &Error{Key: "deepgram." + key, Msg: fmt.Sprintf(format, a...)}
+	}
+	u, err := url.Parse(d.URL)
+	if err != nil || u.Host == "" || (u.Scheme != "ws" && u.Scheme != "wss") {
+		return bad("url", "%q is not a ws:// or wss:// URL", Redact(d.URL))
+	}
+	if u.User != nil {
+		return bad("url", "must not carry credentials; use deepgram.api_key_file")
+	}
+	p, err := url.Parse(d.PrerecordedURL)
+	if err != nil || p.Host == "" || (p.Scheme != "http" && p.Scheme != "https") {
+		return bad("prerecorded_url", "%q is not an http:// or https:// URL", Redact(d.PrerecordedURL))
+	}
+	if d.Model == "" {
+		return bad("model", "must not be empty (an omitted model means an old default)")
+	}
+	if d.Language == "" {
+		return bad("language", "must not be empty")
+	}
+	if d.EndpointingMS < 0 || d.EndpointingMS > 60000 {
+		return bad("endpointing_ms", "%d is out of range [0, 60000] (0 turns endpointing off)", d.EndpointingMS)
+	}
+	if d.UtteranceEndMS != 0 {
+		if d.UtteranceEndMS < 1000 || d.UtteranceEndMS > 60000 {
+			return bad("utterance_end_ms", "%d is out of range [1000, 60000] (0 turns it off)", d.UtteranceEndMS)
+		}
+		if !d.InterimResults {
+			return bad("utterance_end_ms", "needs deepgram.interim_results: true")
+		}
+	}
+	nova3 := strings.HasPrefix(d.Model, "nova-3")
+	if len(d.Keywords) > 0 && nova3 {
+		return bad("keywords", "not supported by %s; use deepgram.keyterm", d.Model)
+	}
+	if len(d.Keyterm) > 0 && !nova3 {
+		return bad("keyterm", "only supported by nova-3 models; use deepgram.keywords with %s", d.Model)
+	}
+	for k := range d.Extra {
+		if k == "" || k == "encoding" || k == "sample_rate" || k == "channels" {
+			return bad("extra", "%q cannot be set here (hark always streams linear16 16 kHz mono)", k)
+		}
+	}
+	if d.KeepAlive.D() < time.Second || d.KeepAlive.D() > 9*time.Second {
+		return bad("keepalive", "%s is out of range [1s, 9s] (the service closes after about 10 s of nothing)", d.KeepAlive)
+	}
+	if d.IdleClose != 0 && d.IdleClose.D() < 10*time.Second {
+		return bad("idle_close", "%s is below 10s (0 keeps the stream open)", d.IdleClose)
+	}
+	if d.ConnectTimeout.D() < time.Second || d.ConnectTimeout.D() > time.Minute {
+		return bad("connect_timeout", "%s is out of range [1s, 1m]", d.ConnectTimeout)
+	}
+	if d.ResultTimeout.D() < 3*time.Second || d.ResultTimeout.D() > 5*time.Minute {
+		return bad("result_timeout", "%s is out of range [3s, 5m]", d.ResultTimeout)
+	}
+	return nil
+}

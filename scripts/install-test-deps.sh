@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs what the test suite needs on a machine that has only Go, gcc, git and apt:
+# a real MQTT broker, an audio server for the capture test, and the audio tools used to
+# make and check test recordings. Idempotent: it installs only what is missing.
+set -euo pipefail
+need=()
+have() { command -v "$1" >/dev/null 2>&1; }
+have mosquitto || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
+have pulseaudio || need+=(pulseaudio)
+have pactl || need+=(pulseaudio-utils)
+have espeak-ng || need+=(espeak-ng)
+have sox || need+=(sox)
+have systemd-analyze || need+=(systemd)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing: ${need[*]}"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
