@@ -5,6 +5,7 @@ import (
 	"reflect"
 	"sort"
 	"strings"
+	"sync"
 
 	"gopkg.in/yaml.v3"
 )
@@ -29,7 +30,9 @@ func (e *Error) Error() string {
 
 var (
 	durationType = reflect.TypeOf(Duration(0))
-	nodeCache    = map[reflect.Type][]leaf{}
+	// leaves is computed once: the schema is fixed, and a plain map cache raced when
+	// goroutines (MQTT handler, reload) called it concurrently on first use.
+	leaves = sync.OnceValue(computeLeaves)
 )
 
 // leaf is one settable key of the schema.
@@ -48,11 +51,8 @@ func Keys() []string {
 	return out
 }
 
-func leaves() []leaf {
+func computeLeaves() []leaf {
 	t := reflect.TypeOf(Config{})
-	if l, ok := nodeCache[t]; ok {
-		return l
-	}
 	var out []leaf
 	var walk func(t reflect.Type, prefix string, index []int)
 	walk = func(t reflect.Type, prefix string, index []int) {
@@ -72,7 +72,6 @@ func leaves() []leaf {
 	}
 	walk(t, "", nil)
 	sort.Slice(out, func(i, j int) bool { return out[i].path < out[j].path })
-	nodeCache[t] = out
 	return out
 }
 
@@ -93,8 +92,8 @@ func yamlName(f reflect.StructField) string {
 // leaf it sets in set with the given source. Unknown keys and values of the wrong type are
 // errors naming the key.
 func decodeNode(dst *Config, n *yaml.Node, source string, set map[string]string) error {
-	if n == nil {
-		return nil
+	if n == nil || n.Kind == 0 {
+		return nil // an empty document (or one holding only comments) parses to a zero node
 	}
 	if n.Kind == yaml.DocumentNode {
 		if len(n.Content) == 0 {

@@ -99,8 +99,24 @@ func Load(opts Options) (*Loaded, error) {
 		l.Warnings = append(l.Warnings, fmt.Sprintf("ignoring persisted remote configuration: %v", err))
 		return l, nil
 	}
+	allowed := map[string]*yaml.Node{}
 	for _, key := range sortedKeys(overrides) {
-		next, src, err := l.withOverride(key, overrides[key])
+		if err := l.checkRemoteKey(key); err != nil {
+			l.Warnings = append(l.Warnings, fmt.Sprintf("ignoring persisted remote value: %v", err))
+			continue
+		}
+		allowed[key] = overrides[key]
+	}
+	// Apply the persisted changes together, as they were accepted: one at a time, a pair
+	// that is valid only jointly (deepgram.model: nova-2 with deepgram.keywords) would fail
+	// validation half-way and be dropped.
+	if next, src, err := l.withOverrides(allowed); err == nil {
+		l.Config, l.Sources, l.remote = next, src, allowed
+		return l, nil
+	}
+	// Something no longer validates (the file changed under them): keep what still does.
+	for _, key := range sortedKeys(allowed) {
+		next, src, err := l.withOverrides(map[string]*yaml.Node{key: allowed[key]})
 		if err != nil {
 			l.Warnings = append(l.Warnings, fmt.Sprintf("ignoring persisted remote value: %v", err))
 			continue
@@ -109,21 +125,23 @@ func Load(opts Options) (*Loaded, error) {
 		if l.remote == nil {
 			l.remote = map[string]*yaml.Node{}
 		}
-		l.remote[key] = overrides[key]
+		l.remote[key] = allowed[key]
 	}
 	return l, nil
 }
 
-// withOverride applies one remote leaf onto the current config, checking policy and validity.
-func (l *Loaded) withOverride(key string, val *yaml.Node) (Config, map[string]string, error) {
-	if err := l.checkRemoteKey(key); err != nil {
-		return Config{}, nil, err
-	}
+// withOverrides applies remote leaves onto the current config, checking policy and validity.
+func (l *Loaded) withOverrides(vals map[string]*yaml.Node) (Config, map[string]string, error) {
 	c := l.Config
 	src := copyMap(l.Sources)
-	doc := nestNode(strings.Split(key, "."), val)
-	if err := decodeNode(&c, doc, SourceRemote, src); err != nil {
-		return Config{}, nil, err
+	for _, key := range sortedKeys(vals) {
+		if err := l.checkRemoteKey(key); err != nil {
+			return Config{}, nil, err
+		}
+		doc := nestNode(strings.Split(key, "."), vals[key])
+		if err := decodeNode(&c, doc, SourceRemote, src); err != nil {
+			return Config{}, nil, err
+		}
 	}
 	if err := c.Validate(); err != nil {
 		return Config{}, nil, err
@@ -253,8 +271,8 @@ func nestNode(path []string, val *yaml.Node) *yaml.Node {
 // rejecting unknown keys and non-mappings where sections are expected.
 func flatten(n *yaml.Node) (map[string]*yaml.Node, error) {
 	out := map[string]*yaml.Node{}
-	if n == nil {
-		return out, nil
+	if n == nil || n.Kind == 0 {
+		return out, nil // empty document
 	}
 	if n.Kind == yaml.DocumentNode {
 		if len(n.Content) == 0 {
@@ -283,11 +301,46 @@ func flatten(n *yaml.Node) (map[string]*yaml.Node, error) {
 				}
 				continue
 			}
-			out[prefix+k.Value] = v
+			budget := maxLeafNodes
+			pv := plainNode(v, &budget)
+			if pv == nil {
+				return &Error{Key: prefix + k.Value, Msg: "value is too large or nests aliases too deeply"}
+			}
+			out[prefix+k.Value] = pv
 		}
 		return nil
 	}
 	return out, walk(reflect.TypeOf(Config{}), n, "")
+}
+
+// maxLeafNodes bounds the nodes one leaf value may expand to once aliases are resolved, so
+// an alias bomb in a remote payload cannot exhaust memory.
+const maxLeafNodes = 10000
+
+// plainNode copies n with aliases resolved and anchors dropped: leaves are persisted and
+// re-parsed one by one, so an alias whose anchor sat under another key would not parse at
+// the next start. It returns nil when the copy would exceed *budget nodes.
+func plainNode(n *yaml.Node, budget *int) *yaml.Node {
+	for n != nil && n.Kind == yaml.AliasNode {
+		n = n.Alias
+	}
+	if n == nil {
+		return nil
+	}
+	if *budget--; *budget < 0 {
+		return nil
+	}
+	c := *n
+	c.Anchor = ""
+	c.Content = nil
+	for _, ch := range n.Content {
+		pc := plainNode(ch, budget)
+		if pc == nil {
+			return nil
+		}
+		c.Content = append(c.Content, pc)
+	}
+	return &c
 }
 
 func readRemote(path string) (map[string]*yaml.Node, error) {

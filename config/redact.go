@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -70,8 +71,15 @@ func (l *Loaded) Explain() string {
 		width = max(width, len(lf.path))
 	}
 	for _, lf := range leaves() {
-		v := leafValue(&r, lf).Interface()
+		rv := leafValue(&r, lf)
+		v := rv.Interface()
 		js, _ := json.Marshal(v)
+		switch {
+		case rv.Kind() == reflect.Slice && rv.Len() == 0:
+			js = []byte("[]") // not "null": an unset list is an empty one
+		case rv.Kind() == reflect.Map && rv.Len() == 0:
+			js = []byte("{}")
+		}
 		if d, ok := v.(Duration); ok {
 			js = []byte(d.String())
 		}
@@ -84,7 +92,8 @@ func (l *Loaded) Explain() string {
 // variable. The value never leaves this function in an error.
 //
 // It returns the secret, a description of where it came from (never the value), and an
-// error only when a named file cannot be read. An absent secret is "" with no error.
+// error only when a named file cannot be read. An absent secret is "" with no error; an
+// empty file or credential is absent.
 func Secret(file, credName, envName string, environ []string) (value, from string, err error) {
 	getenv := func(k string) (string, bool) {
 		if environ == nil {
@@ -104,16 +113,21 @@ func Secret(file, credName, envName string, environ []string) (value, from strin
 		}
 		return strings.TrimSpace(string(b)), nil
 	}
+	// An empty (or whitespace-only) file counts as absent: the package installs empty
+	// placeholder credentials so that LoadCredential= (which fails the unit on a missing
+	// file in systemd 252) always finds one.
 	if file != "" {
 		v, err := read(file)
 		if err != nil {
 			return "", "", fmt.Errorf("read secret file %s: %w", file, unwrapPathErr(err))
 		}
-		return v, "file " + file, nil
+		if v != "" {
+			return v, "file " + file, nil
+		}
 	}
 	if dir, ok := getenv("CREDENTIALS_DIRECTORY"); ok && dir != "" {
 		p := filepath.Join(dir, credName)
-		if v, err := read(p); err == nil {
+		if v, err := read(p); err == nil && v != "" {
 			return v, "systemd credential " + credName, nil
 		}
 	}

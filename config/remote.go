@@ -81,11 +81,20 @@ func (l *Loaded) ApplyRemoteNode(n *yaml.Node) (*Loaded, []string, error) {
 func Changed(a, b Config) []string {
 	var out []string
 	for _, lf := range leaves() {
-		if !reflect.DeepEqual(leafValue(&a, lf).Interface(), leafValue(&b, lf).Interface()) {
+		if !sameValue(leafValue(&a, lf), leafValue(&b, lf)) {
 			out = append(out, lf.path)
 		}
 	}
 	return out
+}
+
+// sameValue is reflect.DeepEqual except that a nil and an empty list or map are the same
+// setting (a remote "keyterm: []" over the default must not count as a change).
+func sameValue(a, b reflect.Value) bool {
+	if (a.Kind() == reflect.Slice || a.Kind() == reflect.Map) && a.Len() == 0 && b.Len() == 0 {
+		return true
+	}
+	return reflect.DeepEqual(a.Interface(), b.Interface())
 }
 
 // SaveRemote persists the remote overrides atomically (temporary file, fsync, rename,

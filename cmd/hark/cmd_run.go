@@ -2,10 +2,72 @@ package main
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/hark-audio/hark/agent"
+	"github.com/hark-audio/hark/config"
+	"github.com/hark-audio/hark/internal/logging"
+	"github.com/hark-audio/hark/internal/service"
+	"github.com/hark-audio/hark/internal/version"
 )
 
+// cmdRun is the daemon: load and validate the configuration (a bad one exits non-zero
+// naming the key, before anything starts), build the agent, run it until SIGTERM/SIGINT or
+// the end of a file input, and reload the configuration on SIGHUP.
 func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	return errors.New("run: not implemented yet")
+	fs := newFlags("run", stderr)
+	file := fs.String("config", defaultConfigFile(), "configuration file (YAML)")
+	if pos, err := parseInterspersed(fs, args); err != nil || len(pos) > 0 {
+		fs.Usage()
+		return errUsage
+	}
+	opts := config.Options{File: *file}
+	loaded, err := config.Load(opts)
+	if err != nil {
+		return fmt.Errorf("invalid configuration: %w", err)
+	}
+	log, level := logging.New(loaded.Config.Log.Format, loaded.Config.Log.Level, stderr)
+	for _, w := range loaded.Warnings {
+		log.Warn(w)
+	}
+	notifier := service.New(log.With("component", "systemd"))
+	defer notifier.Close()
+
+	a, err := agent.New(agent.Options{Loaded: loaded, Logger: log, LevelVar: level, Stdout: stdout,
+		Stdin: os.Stdin, Notifier: notifier, Version: version.Version})
+	if err != nil {
+		return err
+	}
+
+	// SIGHUP reloads the file: RELOADING=1 (with MONOTONIC_USEC) then READY=1, the protocol
+	// systemd 252 understands without Type=notify-reload.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	reloadDone := make(chan struct{})
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		defer close(reloadDone)
+		for {
+			select {
+			case <-runCtx.Done():
+				return
+			case <-hup:
+				notifier.Reloading()
+				if err := a.Reload(opts); err != nil {
+					log.Error("reload failed; keeping the running configuration", "err", err)
+				}
+				notifier.Ready()
+			}
+		}
+	}()
+	err = a.Run(runCtx)
+	cancel()
+	<-reloadDone
+	return err
 }

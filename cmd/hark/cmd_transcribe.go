@@ -3,10 +3,291 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"log/slog"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hark-audio/hark/audio"
+	"github.com/hark-audio/hark/config"
+	"github.com/hark-audio/hark/uplink/batch"
 )
 
-// cmdTranscribe is being written; this placeholder keeps the tree building.
+// Exit statuses of `hark transcribe`, one per failure class so scripts can tell a
+// retryable failure from one that needs a person.
+const (
+	exitTranscribeOther       = 1  // configuration invalid, no API key, unexpected error
+	exitTranscribeInput       = 3  // the file cannot be read or is not a supported WAV
+	exitTranscribeAuth        = 10 // 401: the API key was refused
+	exitTranscribeCredits     = 11 // 402: the project has no credits
+	exitTranscribePermission  = 12 // 403: the project may not use this model/feature
+	exitTranscribeRejected    = 13 // 400/415/other 4xx: corrupt audio or a bad option
+	exitTranscribeTooLarge    = 14 // 413: the file is too large
+	exitTranscribeRateLimited = 15 // 429 after retries
+	exitTranscribeServer      = 16 // 5xx after retries
+	exitTranscribeNetwork     = 17 // no answer: network unreachable, connection refused
+	exitTranscribeTimeout     = 18 // an attempt timed out
+	exitTranscribeInterrupted = 130
+)
+
+const transcribeUsage = `usage: hark transcribe FILE [--json] [--config FILE] [--language L] [--model M]
+                       [--raw --sample-rate N --channels N --encoding linear16]
+
+Transcribes FILE through Deepgram's pre-recorded endpoint and prints the transcript
+(--json: the full response). FILE is a WAV file (any PCM or float layout, sent as is),
+or with --raw headerless audio described by the flags.
+
+exit status:
+  0 ok             1 config/key/other      2 usage        3 unreadable input
+  10 bad API key   11 no credits           12 permission  13 rejected (corrupt audio, bad option)
+  14 too large     15 rate limited         16 server error (after retries)
+  17 network       18 timeout              130 interrupted
+`
+
+// cmdTranscribe implements `hark transcribe`.
 func cmdTranscribe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	return errors.New("transcribe: not implemented yet")
+	fs := newFlags("transcribe", stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, transcribeUsage) }
+	jsonOut := fs.Bool("json", false, "print the full JSON response")
+	cfgFile := fs.String("config", defaultConfigFile(), "configuration file")
+	raw := fs.Bool("raw", false, "FILE is headerless audio described by --encoding, --sample-rate, --channels")
+	rate := fs.Int("sample-rate", 16000, "sample rate of --raw audio")
+	channels := fs.Int("channels", 1, "channels of --raw audio")
+	encoding := fs.String("encoding", "linear16", "encoding of --raw audio (linear16, mulaw, alaw, ...)")
+	language := fs.String("language", "", "language (default: deepgram.language)")
+	model := fs.String("model", "", "model (default: deepgram.model)")
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return errUsage
+	}
+	if len(pos) != 1 {
+		fs.Usage()
+		return errUsage
+	}
+	path := pos[0]
+
+	l, err := config.Load(config.Options{File: *cfgFile, NoRemote: true})
+	if err != nil {
+		return &exitError{exitTranscribeOther, fmt.Errorf("invalid configuration: %w", err)}
+	}
+	cfg := l.Config
+	key, _, err := config.Secret(cfg.Deepgram.APIKeyFile, "deepgram-api-key", "DEEPGRAM_API_KEY", nil)
+	if err != nil {
+		return &exitError{exitTranscribeOther, fmt.Errorf("Deepgram API key: %w", err)}
+	}
+	if key == "" {
+		return &exitError{exitTranscribeOther, errors.New("no Deepgram API key: set deepgram.api_key_file, the systemd credential deepgram-api-key, or DEEPGRAM_API_KEY")}
+	}
+
+	opts := prerecordedOptions(cfg.Deepgram)
+	if *language != "" {
+		opts.Set("language", *language)
+	}
+	if *model != "" {
+		opts.Set("model", *model)
+	}
+	if *raw {
+		if *rate < 1000 || *rate > 768000 || *channels < 1 || *channels > 32 || *encoding == "" {
+			fmt.Fprintln(stderr, "hark transcribe: --raw needs a sensible --sample-rate, --channels and --encoding")
+			return errUsage
+		}
+		opts.Set("encoding", *encoding)
+		opts.Set("sample_rate", strconv.Itoa(*rate))
+		opts.Set("channels", strconv.Itoa(*channels))
+	}
+	size, err := checkInput(path, *raw)
+	if err != nil {
+		return &exitError{exitTranscribeInput, err}
+	}
+
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	c := batch.NewClient(batch.ClientConfig{URL: cfg.Deepgram.PrerecordedURL, APIKey: key, Logger: log})
+	defer c.CloseIdleConnections()
+	var progress func(sent, total int64)
+	var pw *progressWriter
+	if isTerminal(stderr) && size >= 1<<20 {
+		pw = &progressWriter{w: stderr}
+		progress = pw.update
+	}
+	resp, err := c.TranscribeFile(ctx, path, opts, progress)
+	if pw != nil {
+		pw.finish()
+	}
+	if err != nil {
+		return transcribeError(err)
+	}
+	if *jsonOut {
+		stdout.Write(resp.Raw)
+		if len(resp.Raw) > 0 && resp.Raw[len(resp.Raw)-1] != '\n' {
+			fmt.Fprintln(stdout)
+		}
+		return nil
+	}
+	text := resp.Transcript()
+	if text == "" {
+		fmt.Fprintln(stderr, "hark transcribe: no speech recognised")
+		return nil
+	}
+	fmt.Fprintln(stdout, text)
+	return nil
+}
+
+// checkInput verifies the file locally, so a wrong file fails with a clear message
+// instead of a 400 from the service. WAV files are sent unchanged (Deepgram reads the
+// container), so any layout audio.NewWAVReader accepts is fine.
+func checkInput(path string, raw bool) (int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, fmt.Errorf("cannot read %s: %w", path, unwrapPath(err))
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return 0, fmt.Errorf("cannot read %s: %w", path, unwrapPath(err))
+	}
+	if !fi.Mode().IsRegular() {
+		return 0, fmt.Errorf("%s is not a regular file", path)
+	}
+	if fi.Size() == 0 {
+		return 0, fmt.Errorf("%s is empty", path)
+	}
+	if raw {
+		return fi.Size(), nil
+	}
+	wr, err := audio.NewWAVReader(f)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w (for headerless audio use --raw --sample-rate N --channels N)", path, err)
+	}
+	var buf [1]byte
+	if n, _ := wr.Read(buf[:]); n == 0 {
+		return 0, fmt.Errorf("%s: the WAV file holds no audio", path)
+	}
+	return fi.Size(), nil
+}
+
+func unwrapPath(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// transcribeError turns a failed call into a message a person can act on and the
+// documented exit status.
+func transcribeError(err error) error {
+	var ae *batch.APIError
+	var ne *batch.NetError
+	switch {
+	case errors.Is(err, context.Canceled):
+		return &exitError{exitTranscribeInterrupted, errors.New("interrupted")}
+	case errors.As(err, &ae):
+		detail := ae.Error()
+		switch s := ae.Status; {
+		case s == 401:
+			return &exitError{exitTranscribeAuth, fmt.Errorf("the Deepgram API key was refused (check the key file or DEEPGRAM_API_KEY): %s", detail)}
+		case s == 402:
+			return &exitError{exitTranscribeCredits, fmt.Errorf("the Deepgram project has no credits left: %s", detail)}
+		case s == 403:
+			return &exitError{exitTranscribePermission, fmt.Errorf("the Deepgram project may not use this model or feature: %s", detail)}
+		case s == 413:
+			return &exitError{exitTranscribeTooLarge, fmt.Errorf("the file is too large for the pre-recorded endpoint (2 GB limit): %s", detail)}
+		case s == 429:
+			return &exitError{exitTranscribeRateLimited, fmt.Errorf("rate limited by Deepgram; try again later: %s", detail)}
+		case s >= 500:
+			return &exitError{exitTranscribeServer, fmt.Errorf("Deepgram server error; try again later: %s", detail)}
+		case s == 400 && ae.Code == "INVALID_QUERY_PARAMETER":
+			return &exitError{exitTranscribeRejected, fmt.Errorf("Deepgram rejected an option (check model, language and the other deepgram settings): %s", detail)}
+		case s == 400 || s == 415:
+			return &exitError{exitTranscribeRejected, fmt.Errorf("Deepgram could not decode the audio (corrupt or unsupported): %s", detail)}
+		default:
+			return &exitError{exitTranscribeRejected, fmt.Errorf("Deepgram rejected the request (check deepgram.prerecorded_url): %s", detail)}
+		}
+	case errors.As(err, &ne) && ne.Timeout:
+		return &exitError{exitTranscribeTimeout, fmt.Errorf("the upload timed out: %w", err)}
+	case errors.As(err, &ne):
+		return &exitError{exitTranscribeNetwork, fmt.Errorf("cannot reach Deepgram (network unreachable?): %w", err)}
+	}
+	return &exitError{exitTranscribeOther, err}
+}
+
+// prerecordedOptions builds the query from the deepgram settings that apply to a file.
+func prerecordedOptions(d config.Deepgram) url.Values {
+	q := url.Values{}
+	set := func(k string, on bool) {
+		if on {
+			q.Set(k, "true")
+		}
+	}
+	if d.Model != "" {
+		q.Set("model", d.Model)
+	}
+	if d.Language != "" {
+		q.Set("language", d.Language)
+	}
+	set("punctuate", d.Punctuate)
+	set("smart_format", d.SmartFormat)
+	set("diarize", d.Diarize)
+	set("numerals", d.Numerals)
+	set("filler_words", d.FillerWords)
+	set("profanity_filter", d.ProfanityFilter)
+	for _, v := range d.Keyterm {
+		q.Add("keyterm", v)
+	}
+	for _, v := range d.Keywords {
+		q.Add("keywords", v)
+	}
+	for _, v := range d.Redact {
+		q.Add("redact", v)
+	}
+	for _, v := range d.Tag {
+		q.Add("tag", v)
+	}
+	for k, v := range d.Extra {
+		q.Set(k, v)
+	}
+	return batch.PrerecordedOptions(q)
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// progressWriter draws "uploading 42% (3.1/7.4 MB)" on one terminal line, at most
+// five times a second.
+type progressWriter struct {
+	w     io.Writer
+	mu    sync.Mutex
+	last  time.Time
+	drawn bool
+}
+
+func (p *progressWriter) update(sent, total int64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if now := time.Now(); sent < total && now.Sub(p.last) < 200*time.Millisecond {
+		return
+	} else {
+		p.last = now
+	}
+	fmt.Fprintf(p.w, "\ruploading %3d%% (%.1f/%.1f MB)", sent*100/max(total, 1), float64(sent)/1e6, float64(total)/1e6)
+	p.drawn = true
+}
+
+func (p *progressWriter) finish() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.drawn {
+		fmt.Fprint(p.w, "\r"+strings.Repeat(" ", 40)+"\r")
+	}
 }

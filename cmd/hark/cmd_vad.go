@@ -1,12 +1,328 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hark-audio/hark/capture"
+	"github.com/hark-audio/hark/config"
+	"github.com/hark-audio/hark/vad"
 )
 
-// cmdVAD is being written; this placeholder keeps the tree building.
+// vadCSVHeader is part of the external interface (design.md): scripts parse it.
+const vadCSVHeader = "start_s,end_s,level_dbfs,floor_dbfs,speech,sent"
+
+// cmdVAD implements `hark vad FILE.wav [--config FILE] [--csv]`: the daemon's own VAD and
+// gate, with the same defaults and configuration layers (minus persisted remote changes),
+// run over a file as fast as it decodes.
 func cmdVAD(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	return errors.New("vad: not implemented yet")
+	fs := newFlags("vad", stderr)
+	file := fs.String("config", defaultConfigFile(), "configuration file whose vad section is used")
+	csvOut := fs.Bool("csv", false, "print one CSV row per 100 ms frame instead of the tuning view")
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return errUsage
+	}
+	if len(pos) != 1 {
+		fmt.Fprintln(stderr, "usage: hark vad FILE.wav [--config FILE] [--csv]")
+		return errUsage
+	}
+	l, err := config.Load(config.Options{File: *file, NoRemote: true})
+	if err != nil {
+		return &exitError{code: 1, err: fmt.Errorf("invalid configuration: %w", err)}
+	}
+	for _, w := range l.Warnings {
+		fmt.Fprintln(stderr, "warning:", w)
+	}
+	f, err := os.Open(pos[0])
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	bw := bufio.NewWriterSize(stdout, 64<<10)
+	var sink vadSink
+	if *csvOut {
+		sink = &csvSink{w: bw}
+	} else {
+		sink = newTermSink(bw, filepath.Base(pos[0]), l.Config.VAD)
+	}
+	if err := runVAD(ctx, bufio.NewReaderSize(f, 64<<10), pos[0], l.Config.VAD, sink); err != nil {
+		bw.Flush()
+		return err
+	}
+	return bw.Flush()
+}
+
+// vadRow is one frame's outcome. Sent and Seg are final: the gate can no longer reach
+// back to the frame.
+type vadRow struct {
+	Index int
+	A     vad.Analysis
+	Sent  bool
+	Seg   uint64 // segment the frame was sent in, 0 if not sent
+}
+
+// vadSink receives rows in order, then the end of input.
+type vadSink interface {
+	row(r vadRow) error
+	done() error
+}
+
+// runVAD decodes r and runs the gate, handing each frame's row to sink once its `sent`
+// value is settled, i.e. once it has left the pre-roll window.
+func runVAD(ctx context.Context, r io.Reader, name string, cfg vad.Config, sink vadSink) error {
+	dec, err := capture.NewFileDecoder(r, name, time.Unix(0, 0).UTC())
+	if err != nil {
+		return err
+	}
+	g := vad.NewGate(cfg)
+	preroll := cfg.PreRollMS / 100
+	var (
+		pending []vadRow // rows not yet final; pending[0].Index == next
+		next    int
+		ev      = make([]vad.Event, 0, 64)
+	)
+	apply := func(ev []vad.Event) {
+		for _, e := range ev {
+			if e.Kind != vad.SegmentFrame {
+				continue
+			}
+			if j := int(e.Frame.Seq) - next; j >= 0 && j < len(pending) {
+				pending[j].Sent = true
+				pending[j].Seg = e.Segment
+			}
+		}
+	}
+	emit := func(upto int) error {
+		for next < upto && len(pending) > 0 {
+			if err := sink.row(pending[0]); err != nil {
+				return err
+			}
+			pending = pending[1:]
+			next++
+		}
+		return nil
+	}
+	for n := 0; ; n++ {
+		if n%1024 == 0 && ctx.Err() != nil {
+			return ctx.Err()
+		}
+		fr, err := dec.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		pending = append(pending, vadRow{Index: int(fr.Seq)})
+		apply(g.Push(fr, ev[:0]))
+		pending[len(pending)-1].A = g.Last()
+		// Frames older than the pre-roll can no longer be sent.
+		if err := emit(int(fr.Seq) - preroll + 1); err != nil {
+			return err
+		}
+	}
+	apply(g.Flush(ev[:0]))
+	if err := emit(math.MaxInt); err != nil {
+		return err
+	}
+	return sink.done()
+}
+
+// csvSink writes the stable CSV format.
+type csvSink struct {
+	w   *bufio.Writer
+	buf []byte
+	hdr bool
+}
+
+func (c *csvSink) row(r vadRow) error {
+	if !c.hdr {
+		c.hdr = true
+		if _, err := c.w.WriteString(vadCSVHeader + "\n"); err != nil {
+			return err
+		}
+	}
+	b := c.buf[:0]
+	b = appendTenths(b, r.Index)
+	b = append(b, ',')
+	b = appendTenths(b, r.Index+1)
+	b = append(b, ',')
+	b = strconv.AppendFloat(b, round1(r.A.LevelDBFS), 'f', 1, 64)
+	b = append(b, ',')
+	b = strconv.AppendFloat(b, round1(r.A.FloorDBFS), 'f', 1, 64)
+	b = append(b, ',', bit(r.A.Speech), ',', bit(r.Sent), '\n')
+	c.buf = b
+	_, err := c.w.Write(b)
+	return err
+}
+
+func (c *csvSink) done() error {
+	if !c.hdr { // an empty input still gets its header
+		c.hdr = true
+		_, err := c.w.WriteString(vadCSVHeader + "\n")
+		return err
+	}
+	return nil
+}
+
+// appendTenths writes i/10 with one decimal, exactly (no float rounding).
+func appendTenths(b []byte, i int) []byte {
+	b = strconv.AppendInt(b, int64(i/10), 10)
+	return append(b, '.', byte('0'+i%10))
+}
+
+func round1(v float64) float64 { return math.Round(v*10) / 10 }
+
+func bit(b bool) byte {
+	if b {
+		return '1'
+	}
+	return '0'
+}
+
+// termSink draws the tuning view: one line per frame with the level as a bar against the
+// floor and threshold, segment boundaries, and a summary.
+type termSink struct {
+	w    *bufio.Writer
+	name string
+	cfg  vad.Config
+
+	frames, speech, sent int
+	levels, floors       []float64
+	segLens              []int
+	hdr                  bool
+	seg                  uint64 // segment of the previous row
+	segFirst             int
+}
+
+// The bar is drawn relative to the floor, 1 dB per column, because tuning is about how
+// far speech and noise rise above the floor and where the threshold sits between them.
+const (
+	barBelow = 6 // columns (dB) shown below the floor
+	barCols  = 50
+)
+
+func newTermSink(w *bufio.Writer, name string, cfg vad.Config) *termSink {
+	return &termSink{w: w, name: name, cfg: cfg}
+}
+
+func (t *termSink) header() {
+	t.hdr = true
+	fmt.Fprintf(t.w, "%s — threshold %g dB over floor (noise factor %g), pre-roll %d ms, hangover %d ms\n",
+		t.name, t.cfg.ThresholdDB, t.cfg.NoiseFactor, t.cfg.PreRollMS, t.cfg.HangoverMS)
+	fmt.Fprintf(t.w, "  bar: level, 1 column = 1 dB, from %d dB below the floor;  ░ up to the floor  █ above it  ┃ threshold\n", barBelow)
+	fmt.Fprintf(t.w, "  marks: S speech (VAD)  ▶ sent (gate, with pre-roll and hangover)\n\n")
+	fmt.Fprintf(t.w, "%8s  %-*s  %6s %6s %6s\n", "time", barCols, "level", "level", "floor", "thresh")
+}
+
+// col is the bar column of a level given the floor.
+func col(db, floor float64) int {
+	c := int(math.Floor(db-floor)) + barBelow
+	return max(-1, min(barCols-1, c))
+}
+
+func (t *termSink) row(r vadRow) error {
+	if !t.hdr {
+		t.header()
+	}
+	if r.Seg != t.seg {
+		t.endSegment(r.Index)
+		if r.Seg != 0 {
+			fmt.Fprintf(t.w, "         ┌─ segment %d starts at %.1f s\n", r.Seg, float64(r.Index)/10)
+			t.segFirst = r.Index
+		}
+		t.seg = r.Seg
+	}
+	a := r.A
+	t.frames++
+	if a.Speech {
+		t.speech++
+	}
+	if r.Sent {
+		t.sent++
+	}
+	t.levels = append(t.levels, a.LevelDBFS)
+	t.floors = append(t.floors, a.FloorDBFS)
+	var bar strings.Builder
+	lc, tc := col(a.LevelDBFS, a.FloorDBFS), col(a.ThresholdDBFS, a.FloorDBFS)
+	for c := 0; c < barCols; c++ {
+		switch {
+		case c == tc:
+			bar.WriteRune('┃')
+		case c <= lc && c < barBelow:
+			bar.WriteRune('░')
+		case c <= lc:
+			bar.WriteRune('█')
+		default:
+			bar.WriteRune(' ')
+		}
+	}
+	mark := func(b bool, s string) string {
+		if b {
+			return s
+		}
+		return " "
+	}
+	_, err := fmt.Fprintf(t.w, "%7.1fs  %s  %6.1f %6.1f %6.1f  %s %s\n", float64(r.Index)/10, bar.String(),
+		a.LevelDBFS, a.FloorDBFS, a.ThresholdDBFS, mark(a.Speech, "S"), mark(r.Sent, "▶"))
+	return err
+}
+
+// endSegment closes the segment shown so far, if any, at frame index end (exclusive).
+func (t *termSink) endSegment(end int) {
+	if t.seg == 0 {
+		return
+	}
+	n := end - t.segFirst
+	t.segLens = append(t.segLens, n)
+	fmt.Fprintf(t.w, "         └─ segment %d ends at %.1f s (%.1f s)\n", t.seg, float64(end)/10, float64(n)/10)
+	t.seg = 0
+}
+
+func pct(v []float64, q float64) float64 {
+	if len(v) == 0 {
+		return math.NaN()
+	}
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	return s[int(q*float64(len(s)-1)+0.5)]
+}
+
+func (t *termSink) done() error {
+	if !t.hdr {
+		t.header()
+	}
+	t.endSegment(t.frames)
+	frac := func(n int) float64 {
+		if t.frames == 0 {
+			return 0
+		}
+		return 100 * float64(n) / float64(t.frames)
+	}
+	fmt.Fprintf(t.w, "\nsummary\n")
+	fmt.Fprintf(t.w, "  audio      %.1f s (%d frames)\n", float64(t.frames)/10, t.frames)
+	fmt.Fprintf(t.w, "  speech     %.1f s (%.1f%%)\n", float64(t.speech)/10, frac(t.speech))
+	fmt.Fprintf(t.w, "  sent       %.1f s (%.1f%%) in %d segments", float64(t.sent)/10, frac(t.sent), len(t.segLens))
+	if len(t.segLens) > 0 {
+		ls := make([]float64, len(t.segLens))
+		for i, n := range t.segLens {
+			ls[i] = float64(n) / 10
+		}
+		fmt.Fprintf(t.w, ", median %.1f s, longest %.1f s", pct(ls, 0.5), pct(ls, 1))
+	}
+	fmt.Fprintln(t.w)
+	fmt.Fprintf(t.w, "  level      p10 %.1f  median %.1f  p90 %.1f dBFS\n", pct(t.levels, 0.1), pct(t.levels, 0.5), pct(t.levels, 0.9))
+	fmt.Fprintf(t.w, "  floor      min %.1f  median %.1f  max %.1f dBFS\n", pct(t.floors, 0), pct(t.floors, 0.5), pct(t.floors, 1))
+	return nil
 }

@@ -1,0 +1,495 @@
+// Package agent owns hark's running pipeline: it starts the parts (capture, VAD and gate,
+// live uplink, spool and uploader, MQTT or stdout publishing) in order, routes audio and
+// results between them, applies configuration changes, and stops them in the reverse order
+// so that nothing already heard is lost.
+//
+// The other packages each do one job and know nothing of each other; this package is the
+// only place that knows how they fit together.
+//
+// Goroutines (each started and waited for by Run):
+//   - the audio loop (Run's own goroutine): capture frames → gate → uplink; the only
+//     goroutine that touches the gate, so live VAD changes are handed to it over a channel;
+//   - the live uplink's Run, which owns its connection goroutines;
+//   - the spool uploader's Run;
+//   - the housekeeping loop: periodic health, state changes, systemd status.
+//
+// Shutdown order (graceful stop: SIGTERM, or the end of a file input), and why:
+//  1. stop capture: no new audio enters;
+//  2. flush the gate: an open segment is closed, so its end reaches the uplink;
+//  3. close the live uplink: CloseStream behind all queued audio, read until Metadata
+//     (bounded), deliver what arrived, hand unconfirmed audio to the spool;
+//  4. stop the uploader (after a bounded drain when the input was a file, so a file run
+//     prints everything it can): the spool keeps whatever is left for the next start;
+//  5. publish the final state and availability offline, flush and disconnect MQTT: last, so
+//     every transcript produced by 3 and 4 has been queued before it.
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hark-audio/hark/audio"
+	"github.com/hark-audio/hark/capture"
+	"github.com/hark-audio/hark/config"
+	"github.com/hark-audio/hark/transcript"
+	"github.com/hark-audio/hark/uplink/batch"
+	"github.com/hark-audio/hark/uplink/live"
+	"github.com/hark-audio/hark/uplink/spool"
+	"github.com/hark-audio/hark/vad"
+)
+
+// Notifier is the service manager (systemd) as the agent sees it. All methods must be
+// cheap and non-blocking; Progress is called for every audio frame.
+type Notifier interface {
+	Ready()
+	Status(s string)
+	Stopping()
+	Progress()
+}
+
+type nopNotifier struct{}
+
+func (nopNotifier) Ready()        {}
+func (nopNotifier) Status(string) {}
+func (nopNotifier) Stopping()     {}
+func (nopNotifier) Progress()     {}
+
+// Options are what the command passes to New.
+type Options struct {
+	Loaded   *config.Loaded
+	Logger   *slog.Logger
+	LevelVar *slog.LevelVar // log.level is applied live through it; may be nil
+	// Stdout receives transcripts as JSON lines when no MQTT broker is configured.
+	Stdout io.Writer
+	// Stdin is the raw audio source for capture.input "-".
+	Stdin    io.Reader
+	Notifier Notifier
+	// Environ is used to resolve secrets; nil means the process environment.
+	Environ []string
+	// Version is reported in health and Home Assistant discovery.
+	Version string
+}
+
+// Agent is one running hark.
+type Agent struct {
+	opts Options
+	log  *slog.Logger
+
+	mu     sync.Mutex // guards loaded and the fields below it
+	loaded *config.Loaded
+
+	started time.Time
+	seq     atomic.Uint64
+	muted   atomic.Bool
+
+	vadCh chan vad.Config // live VAD changes, consumed by the audio loop
+
+	pub      publisher
+	spool    *spool.Spool
+	uploader *batch.Uploader
+	uplink   *live.Uplink
+	src      *capture.Source
+
+	st       stateTracker
+	counters counters
+}
+
+// New checks what can be checked before anything starts: secrets are readable and the
+// spool directory is usable. It starts nothing.
+func New(opts Options) (*Agent, error) {
+	if opts.Loaded == nil {
+		return nil, errors.New("agent: no configuration")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if opts.Notifier == nil {
+		opts.Notifier = nopNotifier{}
+	}
+	if opts.Stdout == nil {
+		opts.Stdout = os.Stdout
+	}
+	if opts.Stdin == nil {
+		opts.Stdin = os.Stdin
+	}
+	a := &Agent{opts: opts, log: opts.Logger.With("component", "agent"), loaded: opts.Loaded,
+		vadCh: make(chan vad.Config, 1)}
+	a.st.init(a)
+	return a, nil
+}
+
+func (a *Agent) cfg() config.Config {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.loaded.Config
+}
+
+// Run runs the pipeline until ctx is cancelled or a file input ends, then stops gracefully.
+// It returns nil after a graceful stop, or the error that prevented starting.
+func (a *Agent) Run(ctx context.Context) error {
+	a.started = time.Now()
+	cfg := a.cfg()
+	a.st.set(func(s *State) { s.Pipeline = "starting" })
+
+	muted, err := readMuted(cfg.StateDir)
+	if err != nil {
+		a.log.Warn("cannot read persisted mute state; starting unmuted", "err", err)
+	}
+	a.muted.Store(muted)
+
+	apiKey, keyFrom, err := config.Secret(cfg.Deepgram.APIKeyFile, "deepgram-api-key", "DEEPGRAM_API_KEY", a.opts.Environ)
+	if err != nil {
+		return fmt.Errorf("deepgram api key: %w", err)
+	}
+	if apiKey == "" {
+		return errors.New("no Deepgram API key: set deepgram.api_key_file, provide the systemd credential deepgram-api-key, or set DEEPGRAM_API_KEY")
+	}
+	a.log.Info("deepgram api key loaded", "from", keyFrom)
+
+	// 1. The spool: opened first because everything after it may need to hand it audio.
+	sp, err := spool.Open(cfg.Spool.Dir, spool.Limits{MaxBytes: cfg.Spool.MaxBytes, MaxAge: cfg.Spool.MaxAge.D()}, a.opts.Logger.With("component", "spool"))
+	if err != nil {
+		return fmt.Errorf("open spool: %w", err)
+	}
+	a.spool = sp
+
+	// 2. Publishing: MQTT connects in the background and never blocks what follows.
+	pub, err := a.newPublisher(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	a.pub = pub
+	a.pub.SetConfig(cfg.JSON())
+
+	// 3. Capture: READY is only sent once it is open.
+	src, err := capture.Open(ctx, a.captureConfig(cfg))
+	if err != nil {
+		a.pub.Close(context.Background())
+		return fmt.Errorf("open capture: %w", err)
+	}
+	a.src = src
+
+	// 4. The uplinks.
+	client := batch.NewClient(batch.ClientConfig{URL: cfg.Deepgram.PrerecordedURL, APIKey: apiKey,
+		Logger: a.opts.Logger.With("component", "batch")})
+	a.uploader = batch.NewUploader(sp, client, batch.UploaderConfig{Concurrency: cfg.Spool.Concurrency,
+		Logger: a.opts.Logger.With("component", "uploader"), Publish: a.publishSpooled})
+	a.uplink = live.New(a.liveConfig(cfg, apiKey), a.liveHandler())
+
+	// Each goroutine has its own done channel because they stop at different points of the
+	// shutdown sequence.
+	upCtx, upCancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer upCancel()
+	loadCtx, loadCancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer loadCancel()
+	hkCtx, hkCancel := context.WithCancel(context.Background())
+	defer hkCancel()
+	upDone, loadDone, hkDone := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	go func() { defer close(upDone); a.uplink.Run(upCtx) }()
+	go func() { defer close(loadDone); a.uploader.Run(loadCtx) }()
+	go func() { defer close(hkDone); a.housekeeping(hkCtx) }()
+
+	a.st.set(func(s *State) { s.Pipeline = "running"; s.Muted = a.muted.Load() })
+	a.opts.Notifier.Ready()
+	a.log.Info("hark running", "device_id", cfg.DeviceID, "input", inputName(cfg), "mqtt", cfg.MQTT.Broker != "")
+
+	fileEnded := a.audioLoop(ctx)
+
+	// Graceful stop, in the order documented in the package comment.
+	a.opts.Notifier.Stopping()
+	a.st.set(func(s *State) { s.Pipeline = "stopping"; s.Speech = false })
+	stopCtx, stopCancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer stopCancel()
+	if err := a.uplink.Close(stopCtx); err != nil {
+		a.log.Warn("live uplink did not close cleanly", "err", err)
+	}
+	// The uplink's Run goroutine delivers the last results and hands unconfirmed audio to
+	// the spool: wait for it before looking at the spool.
+	upCancel()
+	<-upDone
+	if fileEnded {
+		a.drainSpool(30 * time.Second)
+	}
+	loadCancel()
+	<-loadDone
+	hkCancel()
+	<-hkDone
+	a.st.set(func(s *State) { s.Pipeline = "stopped" })
+	a.publishHealth()
+	if err := a.pub.Close(stopCtx); err != nil {
+		a.log.Warn("publisher did not close cleanly", "err", err)
+	}
+	if err := src.Err(); err != nil && !fileEnded {
+		a.log.Warn("capture ended with an error", "err", err)
+	}
+	a.log.Info("hark stopped", "utterances", a.seq.Load())
+	return nil
+}
+
+// audioLoop moves frames from capture through the gate to the uplink until ctx is done or
+// the input ends. It reports whether a file (or stdin) input ended by itself.
+func (a *Agent) audioLoop(ctx context.Context) (inputEnded bool) {
+	cfg := a.cfg()
+	gate := vad.NewGate(cfg.VAD)
+	events := make([]vad.Event, 0, 64)
+	// forwarding says whether the current segment is being sent: a segment that began while
+	// muted is not, even after unmuting, so the uplink never sees half a segment.
+	forwarding := false
+	frames := a.src.Frames()
+	stopCapture := func() {
+		a.src.Close()
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			stopCapture()
+			// Drain what capture had already assembled, so the gate sees all of it.
+			for f := range frames {
+				events = a.route(gate.Push(f, events[:0]), &forwarding)
+			}
+			a.route(gate.Flush(events[:0]), &forwarding)
+			return false
+		case c := <-a.vadCh:
+			gate.SetConfig(c)
+		case f, ok := <-frames:
+			if !ok {
+				a.route(gate.Flush(events[:0]), &forwarding)
+				stopCapture()
+				return true
+			}
+			a.opts.Notifier.Progress()
+			a.counters.framesCaptured.Add(1)
+			events = a.route(gate.Push(f, events[:0]), &forwarding)
+			an := gate.Last()
+			a.counters.setLevel(an.LevelDBFS, an.FloorDBFS)
+		}
+	}
+}
+
+// route delivers gate events to the uplink and returns events for reuse.
+func (a *Agent) route(events []vad.Event, forwarding *bool) []vad.Event {
+	for _, ev := range events {
+		switch ev.Kind {
+		case vad.SegmentStart:
+			a.st.set(func(s *State) { s.Speech = true })
+			a.event("speech_start", ev.Time, nil)
+			*forwarding = !a.muted.Load()
+			if *forwarding {
+				a.uplink.SegmentStart(ev.Time)
+			}
+		case vad.SegmentFrame:
+			if *forwarding && a.muted.Load() {
+				// Muted mid-segment: end it here; nothing more is sent.
+				a.uplink.SegmentEnd(ev.Frame.Time)
+				*forwarding = false
+			}
+			if *forwarding {
+				a.uplink.Frame(ev.Frame)
+				a.counters.framesSent.Add(1)
+			}
+		case vad.SegmentEnd:
+			a.st.set(func(s *State) { s.Speech = false })
+			a.event("speech_end", ev.Time, nil)
+			if *forwarding {
+				a.uplink.SegmentEnd(ev.Time)
+			}
+			*forwarding = false
+		}
+	}
+	return events
+}
+
+// drainSpool waits (bounded) for the uploader to empty the spool, so that a file run
+// prints transcripts of audio that could not be streamed before it exits.
+func (a *Agent) drainSpool(limit time.Duration) {
+	if a.spool.Stats().Entries == 0 {
+		return
+	}
+	a.log.Info("waiting for spooled speech to be transcribed", "entries", a.spool.Stats().Entries, "limit", limit)
+	a.uploader.Kick()
+	deadline := time.NewTimer(limit)
+	defer deadline.Stop()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for a.spool.Stats().Entries > 0 {
+		select {
+		case <-deadline.C:
+			a.log.Warn("spool not drained before exit; it will be transcribed at the next start", "entries", a.spool.Stats().Entries)
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+func inputName(cfg config.Config) string {
+	if cfg.Capture.Input != "" {
+		return cfg.Capture.Input
+	}
+	if cfg.Capture.Device != "" {
+		return "device " + cfg.Capture.Device
+	}
+	return "default device"
+}
+
+func (a *Agent) captureConfig(cfg config.Config) capture.Config {
+	return capture.Config{
+		Device: cfg.Capture.Device, Input: cfg.Capture.Input, Backend: cfg.Capture.Backend,
+		SampleRate: cfg.Capture.SampleRate, Realtime: cfg.Capture.Realtime, RingMS: cfg.Capture.RingMS,
+		Stdin: a.opts.Stdin, Logger: a.opts.Logger.With("component", "capture"),
+		OnEvent: func(ev capture.Event) {
+			attrs := map[string]any{}
+			if ev.Err != nil {
+				attrs["error"] = ev.Err.Error()
+			}
+			a.event("capture_"+ev.Type, ev.At, attrs)
+		},
+	}
+}
+
+func (a *Agent) liveConfig(cfg config.Config, key string) live.Config {
+	d := cfg.Deepgram
+	return live.Config{
+		URL: d.URL, APIKey: key, Options: live.Query(d),
+		KeepAlive: d.KeepAlive.D(), IdleClose: d.IdleClose.D(), ConnectTimeout: d.ConnectTimeout.D(),
+		ResultTimeout: d.ResultTimeout.D(), Interim: d.InterimResults,
+		Logger: a.opts.Logger.With("component", "live"),
+	}
+}
+
+// liveHandler adapts the uplink's callbacks. They run on the uplink's goroutines; each
+// does bounded work (a durable queue append, a spool write) and never waits on the network.
+func (a *Agent) liveHandler() live.Handler {
+	return live.Handler{
+		Utterance: func(u transcript.Utterance) { a.publishUtterance(u) },
+		Interim: func(text string, start, end time.Time) {
+			a.pub.PublishInterim(map[string]any{"text": text, "start": transcript.FormatTime(start),
+				"end": transcript.FormatTime(end), "is_final": false})
+		},
+		Unconfirmed: func(seg live.Segment) { a.spoolSegment(seg) },
+		Event: func(ev live.Event) {
+			a.event(ev.Type, ev.At, ev.Attrs)
+		},
+		State: func(s live.State) {
+			a.st.set(func(st *State) {
+				st.Uplink = UplinkState{State: s.State, LastError: s.LastError, RequestID: s.RequestID}
+			})
+		},
+	}
+}
+
+// spoolSegment stores audio the live stream could not transcribe. A failure here is the
+// one place speech can be lost, so it is logged loudly and counted.
+func (a *Agent) spoolSegment(seg live.Segment) {
+	if len(seg.Frames) == 0 {
+		return
+	}
+	cfg := a.cfg()
+	samples := make([]int16, 0, len(seg.Frames)*audio.FrameSamples)
+	for _, f := range seg.Frames {
+		samples = append(samples, f.Samples...)
+	}
+	meta := spool.Meta{Start: seg.Start, DeviceID: cfg.DeviceID, Options: batchOptions(cfg.Deepgram), Reason: seg.Reason}
+	if _, err := a.spool.Put(meta, samples); err != nil {
+		a.counters.spoolErrors.Add(1)
+		a.log.Error("speech could not be spooled and is lost", "start", seg.Start, "seconds", float64(len(samples))/audio.SampleRate, "err", err)
+		a.event("error", time.Now(), map[string]any{"error": "spool: " + err.Error()})
+		return
+	}
+	a.counters.spooledSamples.Add(int64(len(samples)))
+	a.event("spooled", time.Now(), map[string]any{"start": transcript.FormatTime(seg.Start),
+		"seconds": float64(len(samples)) / audio.SampleRate, "reason": seg.Reason})
+	a.st.touchSpool()
+	a.uploader.Kick()
+}
+
+// batchOptions are the pre-recorded query options matching the live ones, without the raw
+// audio parameters (spool files are WAV).
+func batchOptions(d config.Deepgram) map[string][]string {
+	q := live.Query(d)
+	for _, k := range []string{"encoding", "sample_rate", "channels", "interim_results", "utterance_end_ms", "vad_events", "endpointing", "no_delay"} {
+		q.Del(k)
+	}
+	return q
+}
+
+func (a *Agent) publishSpooled(u transcript.Utterance) error {
+	u.Source = transcript.SourceSpool
+	err := a.publishUtterance(u)
+	a.st.touchSpool()
+	return err
+}
+
+// publishUtterance numbers an utterance and hands it to the publisher.
+func (a *Agent) publishUtterance(u transcript.Utterance) error {
+	if u.Source == "" {
+		u.Source = transcript.SourceLive
+	}
+	u.DeviceID = a.cfg().DeviceID
+	u.Seq = a.seq.Add(1)
+	if err := a.pub.PublishTranscript(u); err != nil {
+		a.log.Error("transcript could not be queued", "seq", u.Seq, "err", err)
+		return err
+	}
+	a.counters.utterances.Add(1)
+	return nil
+}
+
+// event publishes an event: {"type": ..., "at": ..., more attributes}.
+func (a *Agent) event(typ string, at time.Time, attrs map[string]any) {
+	if at.IsZero() {
+		at = time.Now()
+	}
+	ev := map[string]any{"type": typ, "at": transcript.FormatTime(at)}
+	for k, v := range attrs {
+		ev[k] = v
+	}
+	if a.pub != nil {
+		a.pub.PublishEvent(ev)
+	}
+}
+
+// ---- mute ----
+
+const mutedFile = "muted"
+
+func readMuted(stateDir string) (bool, error) {
+	b, err := os.ReadFile(filepath.Join(stateDir, mutedFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	var v struct {
+		Muted bool `json:"muted"`
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return false, fmt.Errorf("parse %s: %w", mutedFile, err)
+	}
+	return v.Muted, nil
+}
+
+// SetMuted mutes or unmutes: while muted no audio is sent anywhere (live or spool);
+// capture keeps running so its health stays visible. The setting survives a restart.
+func (a *Agent) SetMuted(m bool) error {
+	cfg := a.cfg()
+	b, _ := json.Marshal(map[string]bool{"muted": m})
+	if err := config.WriteFileAtomic(filepath.Join(cfg.StateDir, mutedFile), b, 0o600); err != nil {
+		return fmt.Errorf("persist mute state: %w", err)
+	}
+	if a.muted.Swap(m) != m {
+		a.log.Info("mute changed", "muted", m)
+		a.event(map[bool]string{true: "muted", false: "unmuted"}[m], time.Now(), nil)
+	}
+	a.st.set(func(s *State) { s.Muted = m })
+	return nil
+}

@@ -1,0 +1,394 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"math"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hark-audio/hark/audio"
+	"github.com/hark-audio/hark/config"
+	"github.com/hark-audio/hark/dgemu"
+	"github.com/hark-audio/hark/transcript"
+)
+
+// The end-to-end tests here drive the real agent: audio goes in through a stdin pipe that
+// the test writes (so it controls exactly what is heard and when), the Deepgram emulator
+// answers over real sockets, and results come out as JSON lines (or over a real broker in
+// mqtt_test.go).
+
+// demo is testdata/demo: the sample recording, its fixture and the measured positions.
+type demo struct {
+	samples []int16
+	lines   []string
+	spans   []span
+}
+
+type span struct {
+	Text       string
+	Start, End float64
+}
+
+func loadDemo(t testing.TB) *demo {
+	t.Helper()
+	dir := filepath.Join("..", "testdata", "demo")
+	f, err := os.Open(filepath.Join(dir, "sample.wav"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r, err := audio.NewWAVReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Format.SampleRate != audio.SampleRate || r.Format.Channels != 1 || r.Format.BitsPerSample != 16 {
+		t.Fatalf("sample.wav is %+v, want 16 kHz mono s16", r.Format)
+	}
+	raw, err := io.ReadAll(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &demo{samples: audio.DecodePCM(nil, raw)}
+	b, err := os.ReadFile(filepath.Join(dir, "sample.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		d.lines = append(d.lines, strings.TrimSpace(l))
+	}
+	b, err = os.ReadFile(filepath.Join(dir, "sample.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var js struct {
+		Utterances []struct {
+			Text  string  `json:"text"`
+			Start float64 `json:"start"`
+			End   float64 `json:"end"`
+		} `json:"utterances"`
+	}
+	if err := json.Unmarshal(b, &js); err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range js.Utterances {
+		d.spans = append(d.spans, span{u.Text, u.Start, u.End})
+	}
+	if len(d.spans) != len(d.lines) {
+		t.Fatalf("sample.json has %d utterances, sample.txt %d", len(d.spans), len(d.lines))
+	}
+	return d
+}
+
+// pcm returns samples [from, to) seconds of the demo as linear16 bytes.
+func (d *demo) pcm(from, to float64) []byte {
+	a, b := int(from*audio.SampleRate), int(to*audio.SampleRate)
+	b = min(b, len(d.samples))
+	return audio.AppendPCM(nil, d.samples[a:b])
+}
+
+func silence(seconds float64) []byte { return make([]byte, int(seconds*audio.SampleRate)*2) }
+
+// lineSink turns written bytes into complete lines on a channel (the agent's stdout).
+type lineSink struct {
+	mu    sync.Mutex
+	buf   []byte
+	lines chan string
+}
+
+func newLineSink() *lineSink { return &lineSink{lines: make(chan string, 1000)} }
+
+func (s *lineSink) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.buf = append(s.buf, p...)
+	for {
+		i := strings.IndexByte(string(s.buf), '\n')
+		if i < 0 {
+			return len(p), nil
+		}
+		s.lines <- string(s.buf[:i])
+		s.buf = s.buf[i+1:]
+	}
+}
+
+// harness is one running agent with its own emulator, state directory and stdin pipe.
+type harness struct {
+	t      *testing.T
+	emu    *dgemu.Server
+	cfg    *config.Loaded
+	agent  *Agent
+	stdin  *io.PipeWriter
+	out    *lineSink
+	cancel context.CancelFunc
+	done   chan error
+	logs   *lockedBuf
+}
+
+type lockedBuf struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuf) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuf) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// newHarness writes a configuration (yaml is appended to the base one), loads it through
+// config.Load like the daemon does, and builds the agent. start runs it.
+func newHarness(t *testing.T, emu *dgemu.Server, yaml string) *harness {
+	t.Helper()
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "key")
+	if err := os.WriteFile(keyFile, []byte("test-key\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	base := "device_id: testdev\nstate_dir: " + dir + "\n" +
+		"capture:\n  input: \"-\"\n" +
+		"deepgram:\n  url: " + emu.URL() + "\n  api_key_file: " + keyFile + "\n  keepalive: 1s\n" +
+		"log:\n  level: debug\n"
+	file := filepath.Join(dir, "hark.yaml")
+	if err := os.WriteFile(file, []byte(mergeYAML(base, yaml)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	l, err := config.Load(config.Options{File: file, Environ: []string{"HOME=" + dir}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &lockedBuf{}
+	pr, pw := io.Pipe()
+	h := &harness{t: t, emu: emu, cfg: l, stdin: pw, out: newLineSink(), done: make(chan error, 1), logs: logs}
+	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	h.agent, err = New(Options{Loaded: l, Logger: log, Stdout: h.out, Stdin: pr, Version: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("agent log:\n%s", logs.String())
+		}
+	})
+	return h
+}
+
+// mergeYAML appends extra top-level sections to base, merging sections that both define
+// by concatenating their indented bodies (enough for these tests' flat configs).
+func mergeYAML(base, extra string) string {
+	if extra == "" {
+		return base
+	}
+	sections := map[string][]string{}
+	var order []string
+	add := func(doc string) {
+		cur := ""
+		for _, line := range strings.Split(doc, "\n") {
+			if line == "" {
+				continue
+			}
+			if !strings.HasPrefix(line, " ") {
+				k, _, _ := strings.Cut(line, ":")
+				if _, ok := sections[k]; !ok {
+					order = append(order, k)
+				}
+				if strings.HasSuffix(strings.TrimSpace(line), ":") {
+					cur = k
+					continue
+				}
+				sections[k] = []string{line}
+				cur = ""
+				continue
+			}
+			sections[cur] = append(sections[cur], line)
+		}
+	}
+	add(base)
+	add(extra)
+	var b strings.Builder
+	for _, k := range order {
+		lines := sections[k]
+		if len(lines) == 1 && !strings.HasPrefix(lines[0], " ") {
+			b.WriteString(lines[0] + "\n")
+			continue
+		}
+		b.WriteString(k + ":\n")
+		for _, l := range lines {
+			b.WriteString(l + "\n")
+		}
+	}
+	return b.String()
+}
+
+func (h *harness) start() {
+	ctx, cancel := context.WithCancel(context.Background())
+	h.cancel = cancel
+	go func() { h.done <- h.agent.Run(ctx) }()
+	h.t.Cleanup(func() {
+		cancel()
+		h.stdin.Close()
+		select {
+		case <-h.done:
+		case <-time.After(30 * time.Second):
+			h.t.Error("agent did not stop within 30 s of cancellation")
+		}
+	})
+}
+
+// feed writes audio into the agent's stdin.
+func (h *harness) feed(b []byte) {
+	h.t.Helper()
+	if _, err := h.stdin.Write(b); err != nil {
+		h.t.Fatalf("feed: %v", err)
+	}
+}
+
+// endInput closes stdin (end of input) and waits for the graceful stop.
+func (h *harness) endInput() {
+	h.t.Helper()
+	h.stdin.Close()
+	select {
+	case err := <-h.done:
+		if err != nil {
+			h.t.Fatalf("agent: %v", err)
+		}
+		h.done <- nil // for Cleanup
+	case <-time.After(60 * time.Second):
+		h.t.Fatal("agent did not stop within 60 s of the end of input")
+	}
+}
+
+// next waits for the next published utterance.
+func (h *harness) next(timeout time.Duration) transcript.Utterance {
+	h.t.Helper()
+	select {
+	case l := <-h.out.lines:
+		var u transcript.Utterance
+		if err := json.Unmarshal([]byte(l), &u); err != nil {
+			h.t.Fatalf("stdout line is not a transcript: %q: %v", l, err)
+		}
+		return u
+	case <-time.After(timeout):
+		h.t.Fatalf("no utterance within %s", timeout)
+	}
+	return transcript.Utterance{}
+}
+
+// rest returns every utterance still buffered (after the agent stopped).
+func (h *harness) rest() []transcript.Utterance {
+	var out []transcript.Utterance
+	for {
+		select {
+		case l := <-h.out.lines:
+			var u transcript.Utterance
+			if err := json.Unmarshal([]byte(l), &u); err != nil {
+				h.t.Fatalf("stdout line is not a transcript: %q: %v", l, err)
+			}
+			out = append(out, u)
+		default:
+			return out
+		}
+	}
+}
+
+// checkNoLeak fails if goroutines started by the test are still running, retrying while
+// they wind down (no fixed sleep decides the result).
+func checkNoLeak(t *testing.T, before int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		n := runtime.NumGoroutine()
+		if n <= before {
+			return
+		}
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			buf = buf[:runtime.Stack(buf, true)]
+			t.Fatalf("%d goroutines left running (started with %d):\n%s", n, before, buf)
+		}
+		runtime.Gosched()
+		time.Sleep(20 * time.Millisecond) // polling interval for the leak check only
+	}
+}
+
+// TestRunTranscribesAndMapsTimes streams the demo recording (four sentences separated by
+// gated silences) and checks the JSON lines: texts in order, source live, and every
+// utterance's capture times within 100 ms of the sentence's known position.
+func TestRunTranscribesAndMapsTimes(t *testing.T) {
+	before := runtime.NumGoroutine()
+	d := loadDemo(t)
+	emu := dgemu.NewServer(dgemu.Config{Utterances: d.lines})
+	// Paced like a microphone: the live service takes audio at about real time, and a
+	// faster backlog is (rightly) routed to the spool instead.
+	h := newHarness(t, emu, "capture:\n  realtime: true\n")
+	h.start()
+	// Each sentence (with 0.6 s of its own lead-in and tail) followed by 3 s of silence, so
+	// the gate must close between sentences and the stream clock skips the silences.
+	const lead, gap = 0.6, 3.0
+	var want []span // known positions in the fed audio, seconds from its start
+	pos := 0.0
+	for _, sp := range d.spans {
+		from, to := max(0, sp.Start-lead), sp.End+lead
+		h.feed(d.pcm(from, to))
+		want = append(want, span{sp.Text, pos + sp.Start - from, pos + sp.End - from})
+		pos += to - from
+		h.feed(silence(gap))
+		pos += gap
+	}
+	h.endInput()
+	got := h.rest()
+	if len(got) != len(d.lines) {
+		t.Fatalf("got %d utterances, want %d: %+v", len(got), len(d.lines), got)
+	}
+	// Frame times of a stdin input start when capture opens; the offsets between
+	// utterances are what the mapping must preserve across gated silences.
+	t0 := got[0].Start.Add(-time.Duration(want[0].Start * float64(time.Second)))
+	for i, u := range got {
+		if u.Text != d.lines[i] {
+			t.Errorf("utterance %d text %q, want %q", i, u.Text, d.lines[i])
+		}
+		if u.Source != transcript.SourceLive || u.Seq != uint64(i+1) || u.DeviceID != "testdev" || u.RequestID == "" {
+			t.Errorf("utterance %d: source %q seq %d device %q request_id %q", i, u.Source, u.Seq, u.DeviceID, u.RequestID)
+		}
+		wantStart := t0.Add(time.Duration(want[i].Start * float64(time.Second)))
+		wantEnd := t0.Add(time.Duration(want[i].End * float64(time.Second)))
+		if e := u.Start.Sub(wantStart); math.Abs(e.Seconds()) > 0.1 {
+			t.Errorf("utterance %d starts %v from its known position", i, e)
+		}
+		if e := u.End.Sub(wantEnd); math.Abs(e.Seconds()) > 0.1 {
+			t.Errorf("utterance %d ends %v from its known position", i, e)
+		}
+		if len(u.Words) == 0 || u.Words[0].Start.Before(u.Start) || u.Words[len(u.Words)-1].End.After(u.End.Add(time.Millisecond)) {
+			t.Errorf("utterance %d words outside the utterance: %+v", i, u.Words)
+		}
+	}
+	// Silence was gated: the emulator heard far less than the 16 s that went in.
+	var heard float64
+	for _, s := range emu.Sessions() {
+		heard += s.AudioSeconds
+		if s.EmptyBinary != 0 {
+			t.Errorf("session %s got %d empty binary frames", s.RequestID, s.EmptyBinary)
+		}
+		if s.CloseStreams != 1 || !s.MetadataSent {
+			t.Errorf("session %s: CloseStream %d, Metadata %v: want a graceful close", s.RequestID, s.CloseStreams, s.MetadataSent)
+		}
+	}
+	if heard > pos-4*gap+4*1.5 || heard < pos-4*gap {
+		t.Errorf("emulator heard %.1f s of the %.1f s fed; want the speech plus pre-roll and hangover only", heard, pos)
+	}
+	emu.Close()
+	checkNoLeak(t, before)
+}

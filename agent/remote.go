@@ -1,0 +1,164 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/hark-audio/hark/config"
+	"github.com/hark-audio/hark/uplink/live"
+)
+
+// handleRequest answers <base>/request/<op>. It runs on the MQTT client's request worker,
+// never on paho's own goroutines. body is the whole request payload.
+func (a *Agent) handleRequest(ctx context.Context, op string, body []byte) (any, error) {
+	switch op {
+	case "config/get":
+		return a.configData(), nil
+	case "config/set":
+		var req struct {
+			Config json.RawMessage `json:"config"`
+		}
+		if err := json.Unmarshal(body, &req); err != nil {
+			return nil, fmt.Errorf("request is not a JSON object: %v", err)
+		}
+		if len(req.Config) == 0 || string(req.Config) == "null" {
+			return nil, errors.New(`missing "config": expected {"config": {partial configuration}}`)
+		}
+		return a.ApplyRemote(req.Config)
+	case "mute":
+		var req struct {
+			Muted *bool `json:"muted"`
+		}
+		if err := json.Unmarshal(body, &req); err != nil {
+			return nil, fmt.Errorf("request is not a JSON object: %v", err)
+		}
+		if req.Muted == nil {
+			return nil, errors.New(`missing "muted": expected {"muted": true} or {"muted": false}`)
+		}
+		if err := a.SetMuted(*req.Muted); err != nil {
+			return nil, err
+		}
+		return map[string]bool{"muted": *req.Muted}, nil
+	default:
+		return nil, fmt.Errorf("unknown request %q (known: config/get, config/set, mute)", op)
+	}
+}
+
+func (a *Agent) configData() map[string]any {
+	a.mu.Lock()
+	l := a.loaded
+	a.mu.Unlock()
+	var cfg any
+	_ = json.Unmarshal(l.Config.JSON(), &cfg)
+	src := map[string]string{}
+	for _, k := range config.Keys() {
+		if s := l.Source(k); s != config.SourceDefault {
+			src[k] = s
+		}
+	}
+	return map[string]any{"config": cfg, "sources": src}
+}
+
+// ApplyRemote validates a partial configuration with the same code as the file, persists
+// it under the state directory, applies what can be applied live and reports the rest.
+func (a *Agent) ApplyRemote(partial []byte) (any, error) {
+	a.mu.Lock()
+	cur := a.loaded
+	a.mu.Unlock()
+	next, changed, err := cur.ApplyRemote(partial)
+	if err != nil {
+		return nil, err
+	}
+	if err := next.SaveRemote(); err != nil {
+		return nil, fmt.Errorf("configuration valid but not saved, so not applied: %w", err)
+	}
+	restart := a.adopt(next, changed)
+	a.log.Info("remote configuration applied", "changed", changed, "restart_required", restart)
+	a.event("config_changed", time.Now(), map[string]any{"changed": changed, "source": "remote"})
+	return map[string]any{"changed": nonNil(changed), "restart_required": nonNil(restart)}, nil
+}
+
+// Reload re-reads the configuration (SIGHUP). On error the running configuration stays.
+func (a *Agent) Reload(opts config.Options) error {
+	next, err := config.Load(opts)
+	if err != nil {
+		return err
+	}
+	for _, w := range next.Warnings {
+		a.log.Warn(w)
+	}
+	a.mu.Lock()
+	cur := a.loaded
+	a.mu.Unlock()
+	changed := config.Changed(cur.Config, next.Config)
+	restart := a.adopt(next, changed)
+	a.log.Info("configuration reloaded", "changed", changed, "restart_required", restart)
+	a.event("config_changed", time.Now(), map[string]any{"changed": nonNil(changed), "source": "reload"})
+	return nil
+}
+
+// liveKeys are applied while running; everything else needs a restart.
+func liveKey(k string) bool {
+	switch {
+	case strings.HasPrefix(k, "vad."), k == "log.level":
+		return true
+	case strings.HasPrefix(k, "deepgram."):
+		return !slices.Contains([]string{"deepgram.url", "deepgram.prerecorded_url", "deepgram.api_key_file",
+			"deepgram.keepalive", "deepgram.idle_close", "deepgram.connect_timeout", "deepgram.result_timeout"}, k)
+	}
+	return false
+}
+
+// adopt makes next the running configuration, applies the live keys and returns the keys
+// that take effect only after a restart.
+func (a *Agent) adopt(next *config.Loaded, changed []string) []string {
+	a.mu.Lock()
+	a.loaded = next
+	a.mu.Unlock()
+	cfg := next.Config
+	var restart []string
+	vadChanged, dgChanged := false, false
+	for _, k := range changed {
+		switch {
+		case !liveKey(k):
+			restart = append(restart, k)
+		case strings.HasPrefix(k, "vad."):
+			vadChanged = true
+		case strings.HasPrefix(k, "deepgram."):
+			dgChanged = true
+		case k == "log.level" && a.opts.LevelVar != nil:
+			var lv slog.Level
+			if err := lv.UnmarshalText([]byte(cfg.Log.Level)); err == nil {
+				a.opts.LevelVar.Set(lv)
+			}
+		}
+	}
+	if vadChanged {
+		// Replace any change the audio loop has not picked up yet: only the newest matters.
+		select {
+		case <-a.vadCh:
+		default:
+		}
+		a.vadCh <- cfg.VAD
+	}
+	if dgChanged && a.uplink != nil {
+		a.uplink.SetOptions(live.Query(cfg.Deepgram))
+	}
+	if a.pub != nil {
+		a.pub.SetConfig(cfg.JSON())
+	}
+	return restart
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}

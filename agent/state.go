@@ -1,0 +1,212 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"os"
+	"reflect"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/hark-audio/hark/audio"
+	"github.com/hark-audio/hark/transcript"
+)
+
+// State is the retained <base>/state payload.
+type State struct {
+	Pipeline string      `json:"pipeline"` // starting, running, stopping, stopped
+	Muted    bool        `json:"muted"`
+	Speech   bool        `json:"speech"`
+	Uplink   UplinkState `json:"uplink"`
+	Spool    SpoolState  `json:"spool"`
+	Since    string      `json:"since"` // when this state began (RFC 3339)
+}
+
+// UplinkState is the live stream's state as published.
+type UplinkState struct {
+	State     string `json:"state"`
+	LastError string `json:"last_error,omitempty"`
+	RequestID string `json:"request_id,omitempty"`
+}
+
+// SpoolState is the spool's size as published.
+type SpoolState struct {
+	Entries int   `json:"entries"`
+	Bytes   int64 `json:"bytes"`
+}
+
+// stateTracker publishes the state when, and only when, it changes.
+type stateTracker struct {
+	a  *Agent
+	mu sync.Mutex
+	s  State
+}
+
+func (t *stateTracker) init(a *Agent) {
+	t.a = a
+	t.s = State{Pipeline: "starting", Uplink: UplinkState{State: "idle"}}
+}
+
+func (t *stateTracker) get() State {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.s
+}
+
+// set applies f and publishes the result if anything but Since changed. The publisher's
+// SetState never blocks, so this is safe on the audio path.
+func (t *stateTracker) set(f func(*State)) {
+	t.mu.Lock()
+	prev := t.s
+	f(&t.s)
+	next := t.s
+	next.Since = prev.Since
+	if reflect.DeepEqual(prev, next) && prev.Since != "" {
+		t.mu.Unlock()
+		return
+	}
+	t.s.Since = transcript.FormatTime(time.Now())
+	s := t.s
+	t.mu.Unlock()
+	if t.a.pub != nil {
+		t.a.pub.SetState(s)
+	}
+	t.a.opts.Notifier.Status(statusLine(s))
+}
+
+// touchSpool refreshes the spool gauges in the state.
+func (t *stateTracker) touchSpool() {
+	if t.a.spool == nil {
+		return
+	}
+	st := t.a.spool.Stats()
+	t.set(func(s *State) { s.Spool = SpoolState{Entries: st.Entries, Bytes: st.Bytes} })
+}
+
+// statusLine is the one-line systemd STATUS=.
+func statusLine(s State) string {
+	var b strings.Builder
+	b.WriteString(s.Pipeline)
+	if s.Muted {
+		b.WriteString(", muted")
+	}
+	if s.Speech {
+		b.WriteString(", speech")
+	}
+	fmt.Fprintf(&b, "; uplink %s", s.Uplink.State)
+	if s.Uplink.LastError != "" {
+		fmt.Fprintf(&b, " (%s)", s.Uplink.LastError)
+	}
+	if s.Spool.Entries > 0 {
+		fmt.Fprintf(&b, "; spool %d", s.Spool.Entries)
+	}
+	return b.String()
+}
+
+// counters are the agent's own gauges and counters, updated lock-free on the audio path.
+type counters struct {
+	framesCaptured atomic.Int64
+	framesSent     atomic.Int64
+	spooledSamples atomic.Int64
+	spoolErrors    atomic.Int64
+	utterances     atomic.Int64
+	level, floor   atomic.Uint64 // float64 bits
+}
+
+func (c *counters) setLevel(level, floor float64) {
+	c.level.Store(math.Float64bits(level))
+	c.floor.Store(math.Float64bits(floor))
+}
+
+func round(v float64, digits int) float64 {
+	p := math.Pow(10, float64(digits))
+	return math.Round(v*p) / p
+}
+
+// housekeeping publishes health periodically until ctx is done.
+func (a *Agent) housekeeping(ctx context.Context) {
+	interval := a.cfg().MQTT.HealthInterval.D()
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	a.publishHealth()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			a.st.touchSpool()
+			a.publishHealth()
+		}
+	}
+}
+
+// Health is the retained <base>/health payload.
+func (a *Agent) Health() map[string]any {
+	frameSec := audio.FrameDuration.Seconds()
+	h := map[string]any{
+		"at":                 transcript.FormatTime(time.Now()),
+		"uptime_s":           round(time.Since(a.started).Seconds(), 1),
+		"audio_captured_s":   round(float64(a.counters.framesCaptured.Load())*frameSec, 1),
+		"audio_sent_s":       round(float64(a.counters.framesSent.Load())*frameSec, 1),
+		"audio_spooled_s":    round(float64(a.counters.spooledSamples.Load())/audio.SampleRate, 1),
+		"utterances":         a.counters.utterances.Load(),
+		"spool_write_errors": a.counters.spoolErrors.Load(),
+		"level_dbfs":         round(math.Float64frombits(a.counters.level.Load()), 1),
+		"noise_floor_dbfs":   round(math.Float64frombits(a.counters.floor.Load()), 1),
+		"muted":              a.muted.Load(),
+		"version":            a.opts.Version,
+	}
+	if a.src != nil {
+		h["capture"] = a.src.Stats()
+	}
+	if a.uplink != nil {
+		h["uplink"] = a.uplink.Stats()
+	}
+	if a.spool != nil {
+		h["spool"] = a.spool.Stats()
+	}
+	if a.uploader != nil {
+		h["uploader"] = a.uploader.Stats()
+	}
+	if s, ok := a.pub.(interface{ Stats() any }); ok {
+		h["mqtt"] = s.Stats()
+	}
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
+		cpu := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+		h["cpu_s"] = round(cpu.Seconds(), 3)
+		h["max_rss_bytes"] = ru.Maxrss * 1024
+	}
+	if rss, ok := currentRSS(); ok {
+		h["rss_bytes"] = rss
+	}
+	return h
+}
+
+func (a *Agent) publishHealth() {
+	if a.pub != nil {
+		a.pub.PublishHealth(a.Health())
+	}
+}
+
+// currentRSS reads the resident set size from /proc (Linux); getrusage only has the peak.
+func currentRSS() (int64, bool) {
+	b, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		return 0, false
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 2 {
+		return 0, false
+	}
+	pages, err := strconv.ParseInt(f[1], 10, 64)
+	if err != nil {
+		return 0, false
+	}
+	return pages * int64(os.Getpagesize()), true
+}

@@ -1,0 +1,160 @@
+package capture
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"time"
+
+	"github.com/hark-audio/hark/audio"
+)
+
+// FileDecoder turns a WAV file (any common PCM rate and channel count) or raw linear16
+// into 100 ms frames of 16 kHz mono, as fast as the reader allows. It is the conversion the
+// daemon's file and stdin inputs use (they add pacing on top) and what `hark vad` runs, so
+// both see exactly the same samples.
+//
+// Channels are averaged; other rates go through a windowed-sinc resampler whose low-pass
+// removes what would alias; 16 kHz 16-bit input passes through bit-exact. Frame i has
+// Seq i and Time start + i*100 ms. The last partial frame is zero-padded to 1600 samples.
+type FileDecoder struct {
+	name   string
+	start  time.Time
+	wav    *audio.WAVReader // nil for raw input
+	raw    io.Reader
+	rawBuf []byte
+	chans  int
+	rs     *resampler // nil when the input is already 16 kHz
+	inputs int64      // input sample frames read, for the resampler's flush
+
+	in      []float32 // interleaved input block
+	mono    []float32
+	pending []float32 // converted 16 kHz samples not yet framed
+	seq     uint64
+	eof     bool
+	err     error
+}
+
+// Format describes the decoder's input.
+func (d *FileDecoder) Format() audio.WAVFormat {
+	if d.wav != nil {
+		return d.wav.Format
+	}
+	return audio.WAVFormat{SampleRate: audio.SampleRate, Channels: 1, BitsPerSample: 16}
+}
+
+// readBlock is how many input sample frames are decoded at a time.
+const readBlock = 4096
+
+// NewFileDecoder parses the WAV header from r. name is used in errors (the file path).
+// start is the Time of the first frame.
+func NewFileDecoder(r io.Reader, name string, start time.Time) (*FileDecoder, error) {
+	w, err := audio.NewWAVReader(r)
+	if err != nil {
+		return nil, fmt.Errorf("read audio file %q: %w", name, err)
+	}
+	d := &FileDecoder{name: name, start: start, wav: w, chans: w.Format.Channels}
+	d.in = make([]float32, readBlock*d.chans)
+	if w.Format.SampleRate != audio.SampleRate {
+		d.rs = newResampler(w.Format.SampleRate, audio.SampleRate)
+	}
+	return d, nil
+}
+
+// NewRawDecoder reads raw little-endian signed 16-bit 16 kHz mono samples from r (the
+// stdin input "-"). A trailing odd byte is ignored.
+func NewRawDecoder(r io.Reader, name string, start time.Time) *FileDecoder {
+	return &FileDecoder{name: name, start: start, raw: r, chans: 1, rawBuf: make([]byte, audio.FrameBytes)}
+}
+
+// Next returns the next frame, or io.EOF after the last one. Any other error names the
+// input and the problem; after an error Next keeps returning it.
+func (d *FileDecoder) Next() (audio.Frame, error) {
+	if d.err != nil {
+		return audio.Frame{}, d.err
+	}
+	for len(d.pending) < audio.FrameSamples && !d.eof {
+		if err := d.fill(); err != nil {
+			d.err = fmt.Errorf("read audio file %q: %w", d.name, err)
+			return audio.Frame{}, d.err
+		}
+	}
+	if len(d.pending) == 0 {
+		d.err = io.EOF
+		return audio.Frame{}, io.EOF
+	}
+	f := audio.Frame{
+		Seq:     d.seq,
+		Time:    d.start.Add(time.Duration(d.seq) * audio.FrameDuration),
+		Samples: make([]int16, audio.FrameSamples),
+	}
+	n := min(len(d.pending), audio.FrameSamples)
+	for i, v := range d.pending[:n] {
+		f.Samples[i] = toInt16(v)
+	}
+	d.pending = d.pending[:copy(d.pending, d.pending[n:])]
+	d.seq++
+	return f, nil
+}
+
+// fill decodes one block into pending, setting eof at the end of the input.
+func (d *FileDecoder) fill() error {
+	if d.raw != nil {
+		n, err := io.ReadFull(d.raw, d.rawBuf)
+		for i := 0; i+1 < n; i += 2 {
+			d.pending = append(d.pending, float32(int16(uint16(d.rawBuf[i])|uint16(d.rawBuf[i+1])<<8))/32768)
+		}
+		switch {
+		case err == io.EOF || err == io.ErrUnexpectedEOF:
+			d.eof = true
+		case err != nil:
+			return err
+		}
+		return nil
+	}
+	n, err := d.wav.ReadFloat(d.in)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	frames := n / d.chans
+	d.mono = d.mono[:0]
+	if d.chans == 1 {
+		d.mono = append(d.mono, d.in[:n]...)
+	} else {
+		inv := 1 / float32(d.chans)
+		for i := 0; i < frames; i++ {
+			var s float32
+			for _, v := range d.in[i*d.chans : (i+1)*d.chans] {
+				s += v
+			}
+			d.mono = append(d.mono, s*inv)
+		}
+	}
+	d.inputs += int64(frames)
+	if d.rs == nil {
+		d.pending = append(d.pending, d.mono...)
+	} else {
+		d.pending = d.rs.process(d.pending, d.mono)
+	}
+	if err != nil { // io.EOF
+		d.eof = true
+		if d.rs != nil {
+			d.pending = d.rs.flush(d.pending, d.inputs)
+		}
+	}
+	return nil
+}
+
+// toInt16 converts a [-1, 1] sample to linear16. v*32768 is exact for values that came
+// from 16-bit input, so such input round-trips bit-exact.
+func toInt16(v float32) int16 {
+	x := math.Round(float64(v) * 32768)
+	if x > math.MaxInt16 {
+		return math.MaxInt16
+	}
+	if x < math.MinInt16 {
+		return math.MinInt16
+	}
+	return int16(x)
+}

@@ -1,0 +1,480 @@
+package capture
+
+// #include <stdlib.h>
+import "C"
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"runtime"
+	"strings"
+	"sync/atomic"
+	"time"
+	"unicode"
+	"unsafe"
+
+	"github.com/gen2brain/malgo"
+	"github.com/hark-audio/hark/audio"
+)
+
+// maBackendNull is miniaudio's ma_backend_null. malgo's BackendNull constant is 13, which
+// is really ma_backend_custom (malgo's list skips it), and selecting it fails with "No
+// backend".
+const maBackendNull malgo.Backend = 14
+
+// backendChoice is one way of initialising a miniaudio context.
+type backendChoice struct {
+	name string
+	list []malgo.Backend // nil: miniaudio's default order
+}
+
+// Backends lists the values Config.Backend accepts.
+var Backends = []string{"auto", "alsa", "pulseaudio", "null"}
+
+// backendChoices maps a configured backend name to the contexts to try, in order. This is
+// the only place backend names meet malgo's constants.
+//
+// On Linux "auto" tries PulseAudio, then ALSA (miniaudio's own order) one at a time, so the
+// backend in use is known and reported, and so a machine without a working audio stack is
+// an error instead of miniaudio's last resort, the null backend, which records silence
+// forever. Elsewhere "auto" is miniaudio's default list.
+func backendChoices(name string) ([]backendChoice, error) {
+	switch strings.ToLower(name) {
+	case "", "auto":
+		if runtime.GOOS == "linux" {
+			return []backendChoice{{"pulseaudio", []malgo.Backend{malgo.BackendPulseaudio}}, {"alsa", []malgo.Backend{malgo.BackendAlsa}}}, nil
+		}
+		return []backendChoice{{"auto", nil}}, nil
+	case "alsa":
+		return []backendChoice{{"alsa", []malgo.Backend{malgo.BackendAlsa}}}, nil
+	case "pulseaudio", "pulse":
+		return []backendChoice{{"pulseaudio", []malgo.Backend{malgo.BackendPulseaudio}}}, nil
+	case "null":
+		return []backendChoice{{"null", []malgo.Backend{maBackendNull}}}, nil
+	}
+	return nil, fmt.Errorf("capture backend %q is not one of %s", name, strings.Join(Backends, ", "))
+}
+
+// Device is a capture device as miniaudio sees it.
+type Device struct {
+	ID      string // backend-specific id (ALSA "hw:1,0", PulseAudio source name); usable as Config.Device
+	Name    string
+	Default bool
+	Backend string
+	id      malgo.DeviceID
+}
+
+// deviceIDString shows an id as its text when it is text (ALSA, PulseAudio) and as hex
+// otherwise.
+func deviceIDString(id malgo.DeviceID) string {
+	end := 0
+	for end < len(id) && id[end] != 0 {
+		end++
+	}
+	if end == 0 {
+		return id.String()
+	}
+	for _, b := range id[:end] {
+		if b >= 0x80 || !unicode.IsPrint(rune(b)) {
+			return id.String()
+		}
+	}
+	return string(id[:end])
+}
+
+func initContext(bc backendChoice) (*malgo.AllocatedContext, error) {
+	ctx, err := malgo.InitContext(bc.list, malgo.ContextConfig{}, nil)
+	if err != nil {
+		return nil, fmt.Errorf("backend %s: %w", bc.name, err)
+	}
+	return ctx, nil
+}
+
+func listWith(mctx *malgo.AllocatedContext, backend string) ([]Device, error) {
+	infos, err := mctx.Devices(malgo.Capture)
+	if err != nil {
+		return nil, fmt.Errorf("backend %s: list devices: %w", backend, err)
+	}
+	out := make([]Device, 0, len(infos))
+	for _, in := range infos {
+		out = append(out, Device{ID: deviceIDString(in.ID), Name: in.Name(), Default: in.IsDefault != 0, Backend: backend, id: in.ID})
+	}
+	return out, nil
+}
+
+// ListDevices lists capture devices of every backend that backend selects (for "auto",
+// each one that initialises). An empty list and nil error means the backends work but see
+// no capture device.
+func ListDevices(ctx context.Context, backend string) ([]Device, error) {
+	choices, err := backendChoices(backend)
+	if err != nil {
+		return nil, err
+	}
+	var out []Device
+	var errs []error
+	for _, bc := range choices {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		mctx, err := initContext(bc)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		devs, err := listWith(mctx, bc.name)
+		_ = mctx.Uninit()
+		mctx.Free()
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		out = append(out, devs...)
+	}
+	if len(out) == 0 && len(errs) == len(choices) {
+		return nil, errors.Join(errs...)
+	}
+	return out, nil
+}
+
+// matchDevice picks the configured device: an exact id, else an exact name, else the one
+// name containing want (case-insensitive). "" is the default device (nil).
+func matchDevice(devs []Device, want string) (*Device, error) {
+	if want == "" {
+		return nil, nil
+	}
+	for i := range devs {
+		if devs[i].ID == want {
+			return &devs[i], nil
+		}
+	}
+	for i := range devs {
+		if strings.EqualFold(devs[i].Name, want) {
+			return &devs[i], nil
+		}
+	}
+	var hits []*Device
+	lw := strings.ToLower(want)
+	for i := range devs {
+		if strings.Contains(strings.ToLower(devs[i].Name), lw) {
+			hits = append(hits, &devs[i])
+		}
+	}
+	switch len(hits) {
+	case 1:
+		return hits[0], nil
+	case 0:
+		return nil, fmt.Errorf("no device matches; available: %s", describe(devs))
+	}
+	var ds []Device
+	for _, h := range hits {
+		ds = append(ds, *h)
+	}
+	return nil, fmt.Errorf("%d devices match, name one by id: %s", len(hits), describe(ds))
+}
+
+func describe(devs []Device) string {
+	if len(devs) == 0 {
+		return "none"
+	}
+	var b strings.Builder
+	for i, d := range devs {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%q (id %s)", d.Name, d.ID)
+	}
+	return b.String()
+}
+
+// micInput is the microphone side of a Source.
+type micInput struct {
+	ring       *ring
+	asm        *assembler
+	asmDropped atomic.Uint64
+}
+
+// openDevice is one open of the microphone: a miniaudio context and a started device.
+type openDevice struct {
+	mctx    *malgo.AllocatedContext
+	dev     *malgo.Device
+	backend string
+	name    string
+	stopped chan struct{} // receives when miniaudio reports the device stopped
+	closing atomic.Bool
+}
+
+func (o *openDevice) close() {
+	o.closing.Store(true)
+	o.dev.Uninit()
+	_ = o.mctx.Uninit()
+	o.mctx.Free()
+}
+
+// open tries each backend choice in turn and starts the device on the first that works.
+func (m *micInput) open(cfg Config) (*openDevice, error) {
+	choices, err := backendChoices(cfg.Backend)
+	if err != nil {
+		return nil, err
+	}
+	var errs []error
+	for _, bc := range choices {
+		o, err := m.openWith(bc, cfg.Device)
+		if err == nil {
+			return o, nil
+		}
+		errs = append(errs, err)
+	}
+	name := cfg.Device
+	if name == "" {
+		name = "default"
+	}
+	return nil, fmt.Errorf("open capture device %q: %w", name, errors.Join(errs...))
+}
+
+func (m *micInput) openWith(bc backendChoice, want string) (*openDevice, error) {
+	mctx, err := initContext(bc)
+	if err != nil {
+		return nil, err
+	}
+	fail := func(err error) (*openDevice, error) {
+		_ = mctx.Uninit()
+		mctx.Free()
+		return nil, fmt.Errorf("backend %s: %w", bc.name, err)
+	}
+	devs, err := listWith(mctx, bc.name)
+	if err != nil {
+		return fail(err)
+	}
+	dev, err := matchDevice(devs, want)
+	if err != nil {
+		return fail(err)
+	}
+	dc := malgo.DefaultDeviceConfig(malgo.Capture)
+	dc.Capture.Format = malgo.FormatS16
+	dc.Capture.Channels = 1
+	dc.SampleRate = audio.SampleRate
+	dc.Resampling.Algorithm = malgo.ResampleAlgorithmLinear
+	dc.Resampling.Linear.LpfOrder = 8 // miniaudio's maximum: the low-pass that keeps aliasing out
+	dc.PeriodSizeInMilliseconds = 20
+	name := "default"
+	var idPtr unsafe.Pointer
+	if dev != nil {
+		// The id goes into a C struct, so it must live in C memory.
+		idPtr = dev.id.Pointer()
+		defer C.free(idPtr)
+		dc.Capture.DeviceID = idPtr
+		name = dev.Name
+	} else {
+		for _, d := range devs {
+			if d.Default {
+				name = d.Name
+			}
+		}
+	}
+	o := &openDevice{mctx: mctx, backend: bc.name, name: name, stopped: make(chan struct{}, 1)}
+	g := m.ring
+	cb := malgo.DeviceCallbacks{
+		Data: func(_, in []byte, frames uint32) {
+			// C thread, buffer valid only now: copy and return.
+			now := time.Now()
+			n := int(frames)
+			if n > len(in)/2 {
+				n = len(in) / 2
+			}
+			if n == 0 {
+				return
+			}
+			g.write(unsafe.Slice((*int16)(unsafe.Pointer(&in[0])), n), now)
+		},
+		Stop: func() {
+			if o.closing.Load() {
+				return
+			}
+			select {
+			case o.stopped <- struct{}{}:
+			default:
+			}
+		},
+	}
+	d, err := malgo.InitDevice(mctx.Context, dc, cb)
+	if err != nil {
+		return fail(fmt.Errorf("init device %q: %w", name, err))
+	}
+	o.dev = d
+	if f := d.CaptureFormat(); f != malgo.FormatS16 || d.CaptureChannels() != 1 || d.SampleRate() != audio.SampleRate {
+		o.close()
+		return nil, fmt.Errorf("backend %s: device %q: got format %d, %d channels, %d Hz instead of s16 mono 16 kHz", bc.name, name, f, d.CaptureChannels(), d.SampleRate())
+	}
+	if err := d.Start(); err != nil {
+		o.close()
+		return nil, fmt.Errorf("backend %s: start device %q: %w", bc.name, name, err)
+	}
+	return o, nil
+}
+
+// startMic opens the microphone once (an error here is returned by Open) and starts the
+// supervisor, which reopens a lost device, and the reader, which assembles frames.
+func (s *Source) startMic(ctx context.Context) error {
+	samples := s.cfg.RingMS * audio.SampleRate / 1000
+	m := &micInput{ring: newRing(max(samples, 2*audio.FrameSamples))}
+	m.asm = newAssembler(m.ring)
+	o, err := m.open(s.cfg)
+	if err != nil {
+		return err
+	}
+	s.log.Info("capture device opened", "device", o.name, "backend", o.backend)
+	s.mu.Lock()
+	s.mic = m
+	s.stats.State = StateCapturing
+	s.stats.Device, s.stats.Backend = o.name, o.backend
+	s.mu.Unlock()
+
+	readerDone := make(chan struct{})
+	s.wg.Add(2)
+	go func() {
+		defer s.wg.Done()
+		defer close(readerDone)
+		s.readMic(ctx, m)
+	}()
+	go func() {
+		defer s.wg.Done()
+		s.superviseMic(ctx, m, o, readerDone)
+	}()
+	return nil
+}
+
+// readMic assembles frames from the ring and sends them. It is the only goroutine that
+// blocks on the Frames channel; the ring absorbs the callback's audio meanwhile.
+func (s *Source) readMic(ctx context.Context, m *micInput) {
+	defer close(s.frames)
+	var reportedDrops uint64
+	lastReport := time.Time{}
+	for {
+		f, ok := m.asm.poll()
+		m.asmDropped.Store(m.asm.dropped)
+		if !ok {
+			select {
+			case <-m.ring.notify:
+				continue
+			case <-ctx.Done():
+				return
+			}
+		}
+		select {
+		case s.frames <- f:
+		case <-ctx.Done():
+			return
+		}
+		s.mu.Lock()
+		s.stats.Frames++
+		s.mu.Unlock()
+		// Overflow is reported from here, never from the callback, at most once a second.
+		if drops := m.ring.stats().dropped + m.asm.dropped; drops != reportedDrops && time.Since(lastReport) >= time.Second {
+			s.log.Warn("capture ring overflow: audio dropped", "samples", drops-reportedDrops, "total", drops)
+			s.event(Event{Type: EventOverflow, Dropped: drops - reportedDrops})
+			reportedDrops, lastReport = drops, time.Now()
+		}
+	}
+}
+
+// Backoff for reopening a lost device: exponential with full jitter, so a fleet that lost
+// its audio server at once does not retry in lockstep.
+const (
+	reopenMin = 200 * time.Millisecond
+	reopenMax = 30 * time.Second
+)
+
+func backoff(attempt int) time.Duration {
+	d := reopenMin << min(attempt, 10)
+	if d > reopenMax {
+		d = reopenMax
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+// startupGrace is added to the stall timeout until a freshly opened device delivers its
+// first audio: measured on PulseAudio, the first stream of a new server took about 2 s to
+// deliver anything (later ones about 90 ms).
+const startupGrace = 5 * time.Second
+
+// superviseMic watches the open device and reopens it when it stops, fails or goes silent.
+func (s *Source) superviseMic(ctx context.Context, m *micInput, o *openDevice, readerDone <-chan struct{}) {
+	cur := o // the open device, nil while reopening
+	defer func() {
+		if cur != nil {
+			cur.close()
+		}
+	}()
+	check := time.NewTicker(s.cfg.StallTimeout / 4)
+	defer check.Stop()
+	timer := time.NewTimer(0)
+	timer.Stop()
+	defer timer.Stop()
+	for {
+		// Watch the open device.
+		lastWrites := m.ring.stats().writes
+		lastChange := time.Now()
+		limit := s.cfg.StallTimeout + startupGrace // until the first audio after an open
+		var reason error
+		for reason == nil {
+			select {
+			case <-ctx.Done():
+				return
+			case <-readerDone:
+				return
+			case <-o.stopped:
+				reason = errors.New("device stopped")
+			case <-check.C:
+				w := m.ring.stats().writes
+				if w != lastWrites {
+					lastWrites, lastChange, limit = w, time.Now(), s.cfg.StallTimeout
+				} else if since := time.Since(lastChange); since >= limit {
+					reason = fmt.Errorf("no audio for %s", since.Round(time.Millisecond))
+				}
+			}
+		}
+		lostAt := time.Now()
+		s.log.Warn("capture device lost; reopening", "device", o.name, "backend", o.backend, "err", reason)
+		s.setErr(fmt.Errorf("capture device %q lost: %w", o.name, reason))
+		s.mu.Lock()
+		s.stats.State = StateLost
+		s.mu.Unlock()
+		s.event(Event{Type: EventDeviceLost, Err: reason, Device: o.name})
+		cur.close()
+		cur = nil
+		m.ring.discontinuity()
+
+		// Reopen with backoff until it works or capture is stopped.
+		for attempt := 0; ; attempt++ {
+			timer.Reset(backoff(attempt))
+			select {
+			case <-ctx.Done():
+				return
+			case <-timer.C:
+			}
+			no, err := m.open(s.cfg)
+			if err != nil {
+				if attempt == 0 {
+					s.log.Warn("reopening capture device failed; retrying", "err", err)
+				} else {
+					s.log.Debug("reopening capture device failed", "attempt", attempt+1, "err", err)
+				}
+				s.setErr(err)
+				s.event(Event{Type: EventReopenFailed, Err: err})
+				continue
+			}
+			o, cur = no, no
+			s.log.Info("capture device reopened", "device", o.name, "backend", o.backend,
+				"attempts", attempt+1, "down", time.Since(lostAt).Round(time.Millisecond))
+			s.mu.Lock()
+			s.stats.Reopens++
+			s.stats.State = StateCapturing
+			s.stats.Device, s.stats.Backend = o.name, o.backend
+			s.mu.Unlock()
+			s.event(Event{Type: EventDeviceReopened, Device: o.name})
+			break
+		}
+	}
+}

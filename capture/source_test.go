@@ -1,0 +1,303 @@
+package capture
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"io"
+	"os"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hark-audio/hark/audio"
+)
+
+// collect reads every frame until Frames closes or the timeout passes.
+func collect(t *testing.T, s *Source, timeout time.Duration) []audio.Frame {
+	t.Helper()
+	var out []audio.Frame
+	deadline := time.After(timeout)
+	for {
+		select {
+		case f, ok := <-s.Frames():
+			if !ok {
+				return out
+			}
+			out = append(out, f)
+		case <-deadline:
+			t.Fatalf("frames still open after %v (%d received)", timeout, len(out))
+		}
+	}
+}
+
+func TestFileInputFastAndPaced(t *testing.T) {
+	before := runtime.NumGoroutine()
+	path := writeTemp(t, "tone.wav", sineWAV(48000, 2, 440, 0.4, 1.05)) // 10.5 frames
+	for _, realtime := range []bool{false, true} {
+		start := time.Now()
+		s, err := Open(context.Background(), Config{Input: path, Realtime: realtime})
+		if err != nil {
+			t.Fatal(err)
+		}
+		frames := collect(t, s, 10*time.Second)
+		elapsed := time.Since(start)
+		if err := s.Err(); err != nil {
+			t.Fatalf("Err after EOF: %v", err)
+		}
+		if len(frames) != 11 {
+			t.Fatalf("realtime=%v: %d frames, want 11", realtime, len(frames))
+		}
+		for i, f := range frames {
+			if f.Seq != uint64(i) || len(f.Samples) != audio.FrameSamples {
+				t.Fatalf("frame %d: seq %d len %d", i, f.Seq, len(f.Samples))
+			}
+			if i > 0 && f.Time.Sub(frames[i-1].Time) != audio.FrameDuration {
+				t.Fatalf("frame times not 100 ms apart: %v", f.Time.Sub(frames[i-1].Time))
+			}
+		}
+		st := s.Stats()
+		if st.Frames != 11 || st.State != StateEnded || st.Backend != "file" {
+			t.Fatalf("stats %+v", st)
+		}
+		t.Logf("realtime=%v: 1.1 s of audio delivered in %v", realtime, elapsed.Round(time.Millisecond))
+		if realtime && elapsed < time.Second {
+			t.Fatalf("paced input delivered 1.1 s of audio in %v", elapsed)
+		}
+		if !realtime && elapsed > time.Second {
+			t.Fatalf("fast input took %v for 1.1 s of audio", elapsed)
+		}
+		s.Close()
+		s.Close() // idempotent
+	}
+	checkGoroutines(t, before)
+}
+
+func TestFileInputErrors(t *testing.T) {
+	_, err := Open(context.Background(), Config{Input: "/nonexistent/x.wav"})
+	if err == nil || !errors.Is(err, os.ErrNotExist) || !strings.Contains(err.Error(), "/nonexistent/x.wav") {
+		t.Fatalf("missing file: %v", err)
+	}
+	bad := writeTemp(t, "notes.wav", []byte("this is a text file, not audio"))
+	_, err = Open(context.Background(), Config{Input: bad})
+	if err == nil || !errors.Is(err, audio.ErrNotWAV) || !strings.Contains(err.Error(), bad) {
+		t.Fatalf("text file: %v", err)
+	}
+}
+
+func TestStdinRaw(t *testing.T) {
+	before := runtime.NumGoroutine()
+	pr, pw := io.Pipe()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		// 2.5 frames, written in odd-sized pieces as a pipe would deliver them.
+		var b []byte
+		for i := 0; i < 4000; i++ {
+			b = binary.LittleEndian.AppendUint16(b, uint16(i))
+		}
+		for len(b) > 0 {
+			n := min(len(b), 777)
+			pw.Write(b[:n])
+			b = b[n:]
+		}
+		pw.Close()
+	}()
+	s, err := Open(context.Background(), Config{Input: "-", Stdin: pr, Realtime: false})
+	if err != nil {
+		t.Fatal(err)
+	}
+	frames := collect(t, s, 5*time.Second)
+	wg.Wait()
+	if len(frames) != 3 || s.Err() != nil {
+		t.Fatalf("%d frames, err %v", len(frames), s.Err())
+	}
+	for i, f := range frames {
+		for j, v := range f.Samples {
+			want := int16(i*1600 + j)
+			if i*1600+j >= 4000 {
+				want = 0
+			}
+			if v != want {
+				t.Fatalf("frame %d sample %d = %d, want %d", i, j, v, want)
+			}
+		}
+	}
+	s.Close()
+
+	// A read error on stdin ends the source with an error naming it.
+	pr, pw = io.Pipe()
+	go func() {
+		pw.Write(make([]byte, 5000))
+		pw.CloseWithError(errors.New("broken pipe upstream"))
+	}()
+	s, err = Open(context.Background(), Config{Input: "-", Stdin: pr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	frames = collect(t, s, 5*time.Second)
+	if len(frames) != 1 || s.Err() == nil || !strings.Contains(s.Err().Error(), "stdin") || !strings.Contains(s.Err().Error(), "broken pipe upstream") {
+		t.Fatalf("%d frames, err %v", len(frames), s.Err())
+	}
+	s.Close()
+
+	// Close while stdin is idle returns at once (the blocked read is not waited for)
+	// and the read goroutine ends when the read returns.
+	pr, pw = io.Pipe()
+	s, err = Open(context.Background(), Config{Input: "-", Stdin: pr, Realtime: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { s.Close(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close blocked on an idle stdin")
+	}
+	if _, ok := <-s.Frames(); ok {
+		t.Fatal("frame after Close")
+	}
+	pw.Close()
+	checkGoroutines(t, before)
+}
+
+func TestBackendSelection(t *testing.T) {
+	if _, err := backendChoices("oss"); err == nil {
+		t.Fatal("unknown backend accepted")
+	}
+	for _, b := range Backends {
+		if _, err := backendChoices(b); err != nil {
+			t.Fatalf("%s: %v", b, err)
+		}
+	}
+	// Every exposed backend either initialises or fails with a clear error; none may
+	// panic or hang, and "null" must work on any machine.
+	for _, b := range Backends {
+		devs, err := ListDevices(context.Background(), b)
+		t.Logf("backend %s: %d devices, err %v", b, len(devs), err)
+		for _, d := range devs {
+			t.Logf("  %s %q (id %s) default=%v", d.Backend, d.Name, d.ID, d.Default)
+		}
+		if b == "null" && (err != nil || len(devs) == 0) {
+			t.Fatalf("null backend: %v, %d devices", err, len(devs))
+		}
+	}
+}
+
+// The null backend really opens and delivers frames of silence at about real time.
+func TestNullBackendDeliversSilence(t *testing.T) {
+	before := runtime.NumGoroutine()
+	var events []Event
+	var mu sync.Mutex
+	s, err := Open(context.Background(), Config{Backend: "null", OnEvent: func(e Event) {
+		mu.Lock()
+		events = append(events, e)
+		mu.Unlock()
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	var frames []audio.Frame
+	timeout := time.After(10 * time.Second)
+	for len(frames) < 10 {
+		select {
+		case f := <-s.Frames():
+			frames = append(frames, f)
+		case <-timeout:
+			t.Fatalf("only %d frames from the null backend in 10 s", len(frames))
+		}
+	}
+	elapsed := time.Since(start)
+	t.Logf("null backend: 10 frames in %v", elapsed.Round(time.Millisecond))
+	for i, f := range frames {
+		if f.Seq != uint64(i) || len(f.Samples) != audio.FrameSamples {
+			t.Fatalf("frame %d: seq %d len %d", i, f.Seq, len(f.Samples))
+		}
+		for _, v := range f.Samples {
+			if v != 0 {
+				t.Fatalf("null backend frame %d not silent", i)
+			}
+		}
+		if i > 0 && !f.Time.After(frames[i-1].Time) {
+			t.Fatal("frame times not increasing")
+		}
+	}
+	if d := frames[9].Time.Sub(frames[0].Time); d < 800*time.Millisecond || d > 1200*time.Millisecond {
+		t.Fatalf("9 frame periods span %v of capture time", d)
+	}
+	st := s.Stats()
+	if st.Backend != "null" || st.State != StateCapturing || st.Frames < 10 {
+		t.Fatalf("stats %+v", st)
+	}
+	s.Close()
+	if _, ok := <-s.Frames(); ok {
+		// drain what was buffered
+		for range s.Frames() {
+		}
+	}
+	if s.Err() != nil || s.Stats().State != StateClosed {
+		t.Fatalf("after Close: err %v state %s", s.Err(), s.Stats().State)
+	}
+	checkGoroutines(t, before)
+}
+
+func TestOpenErrorsAreClear(t *testing.T) {
+	_, err := Open(context.Background(), Config{Backend: "null", Device: "usb"})
+	if err == nil || !strings.Contains(err.Error(), `open capture device "usb"`) || !strings.Contains(err.Error(), "no device matches; available:") {
+		t.Fatalf("unknown device: %v", err)
+	}
+	t.Log(err)
+	_, err = Open(context.Background(), Config{Backend: "jack"})
+	if err == nil || !strings.Contains(err.Error(), "jack") {
+		t.Fatalf("bad backend: %v", err)
+	}
+	// The null device can be chosen by name substring and by id.
+	devs, err := ListDevices(context.Background(), "null")
+	if err != nil || len(devs) == 0 {
+		t.Fatal(err)
+	}
+	for _, want := range []string{strings.ToUpper(devs[0].Name[:4]), devs[0].ID} {
+		s, err := Open(context.Background(), Config{Backend: "null", Device: want})
+		if err != nil {
+			t.Fatalf("device %q: %v", want, err)
+		}
+		if got := s.Stats().Device; got != devs[0].Name {
+			t.Fatalf("device %q opened %q", want, got)
+		}
+		s.Close()
+	}
+}
+
+func TestMatchDevice(t *testing.T) {
+	devs := []Device{
+		{ID: "hw:0,0", Name: "HDA Intel PCH: ALC3246 Analog"},
+		{ID: "hw:1,0", Name: "USB Audio Device"},
+		{ID: "hw:2,0", Name: "USB Audio Device Pro"},
+	}
+	for _, tc := range []struct{ want, id, err string }{
+		{"", "", ""},
+		{"hw:1,0", "hw:1,0", ""},
+		{"usb audio device", "hw:1,0", ""}, // exact name beats substring
+		{"alc", "hw:0,0", ""},
+		{"pro", "hw:2,0", ""},
+		{"usb", "", "2 devices match"},
+		{"webcam", "", "no device matches; available: \"HDA Intel PCH: ALC3246 Analog\" (id hw:0,0)"},
+	} {
+		d, err := matchDevice(devs, tc.want)
+		switch {
+		case tc.err != "":
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%q: err %v, want %q", tc.want, err, tc.err)
+			}
+		case err != nil:
+			t.Errorf("%q: %v", tc.want, err)
+		case tc.id == "" && d != nil, tc.id != "" && (d == nil || d.ID != tc.id):
+			t.Errorf("%q: got %+v, want id %q", tc.want, d, tc.id)
+		}
+	}
+}

@@ -1,0 +1,73 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestConfigCheck(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("STATE_DIRECTORY", dir)
+	t.Setenv("CREDENTIALS_DIRECTORY", "")
+	t.Setenv("DEEPGRAM_API_KEY", "sk-test-secret")
+	good := filepath.Join(dir, "good.yaml")
+	os.WriteFile(good, []byte("device_id: pi\nmqtt:\n  broker: tcp://u:pw123@localhost:1883\n"), 0o600)
+
+	// The packaged configuration is valid.
+	var out, errb bytes.Buffer
+	if code := Main([]string{"config", "check", "--config", "../../packaging/hark.yaml"}, &out, &errb); code != 0 {
+		t.Fatalf("packaged config: exit %d: %s", code, errb.String())
+	}
+	if !strings.Contains(out.String(), `capture.backend`) || !strings.Contains(out.String(), `"alsa"`) {
+		t.Fatalf("output:\n%s", out.String())
+	}
+
+	// A bad broker URL with credentials: exit 1 naming the key, password not echoed.
+	out.Reset()
+	errb.Reset()
+	if code := Main([]string{"config", "check", "--config", good}, &out, &errb); code != 1 {
+		t.Fatalf("exit %d, want 1", code)
+	}
+	if !strings.Contains(errb.String(), "mqtt.broker") || strings.Contains(errb.String()+out.String(), "pw123") {
+		t.Fatalf("stderr %q", errb.String())
+	}
+
+	os.WriteFile(good, []byte("device_id: pi\ndeepgram:\n  model: nova-2\n"), 0o600)
+	out.Reset()
+	errb.Reset()
+	if code := Main([]string{"config", "check", "--config", good}, &out, &errb); code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	s := out.String()
+	for _, want := range []string{"deepgram.model", "# file " + good, "# default", "deepgram API key: from environment DEEPGRAM_API_KEY", "deepgram.keyterm           []"} {
+		if !strings.Contains(s, want) {
+			t.Errorf("output lacks %q:\n%s", want, s)
+		}
+	}
+	if strings.Contains(s, "sk-test-secret") {
+		t.Fatal("secret printed")
+	}
+
+	// -q prints nothing on success; --state-dir applies the service's remote layer.
+	state := t.TempDir()
+	os.WriteFile(filepath.Join(state, "remote-config.yaml"), []byte("vad:\n  hangover_ms: 900\n"), 0o600)
+	out.Reset()
+	if code := Main([]string{"config", "check", "-q", "--config", good, "--state-dir", state}, &out, &errb); code != 0 || out.Len() != 0 {
+		t.Fatalf("-q: exit %d, output %q", code, out.String())
+	}
+	out.Reset()
+	Main([]string{"config", "check", "--config", good, "--state-dir", state}, &out, &errb)
+	if !strings.Contains(out.String(), "900") || !strings.Contains(out.String(), "# remote") {
+		t.Fatalf("remote layer not shown:\n%s", out.String())
+	}
+
+	if code := Main([]string{"config", "check", "extra"}, &out, &errb); code != 2 {
+		t.Fatalf("extra argument: exit %d", code)
+	}
+	if code := Main([]string{"config"}, &out, &errb); code != 2 {
+		t.Fatalf("no subcommand: exit %d", code)
+	}
+}

@@ -1,0 +1,954 @@
+package mqttlink
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/hark-audio/hark/transcript"
+)
+
+// Options configure a Client. Broker, TopicPrefix, DeviceID and QueueDir are required.
+type Options struct {
+	Broker   string // tcp://host:1883, ssl://host:8883, mqtts://..., ws://..., wss://...
+	ClientID string // unique per device; default "hark-<DeviceID>"
+	Username string
+	Password string // never logged, never in an error
+
+	CAFile, CertFile, KeyFile string // TLS: trust anchors, client certificate (needs an ssl/mqtts/wss broker URL)
+
+	TopicPrefix, DeviceID string // <base> = TopicPrefix/DeviceID
+
+	QueueDir string // on-disk transcript queue (the agent passes <state_dir>/mqtt-queue)
+	QueueMax int    // transcripts kept while the broker is unreachable; default 1000
+
+	Discovery       bool   // publish Home Assistant discovery
+	DiscoveryPrefix string // default "homeassistant"
+
+	Logger  *slog.Logger // default: discard
+	Handler Handler      // remote requests; nil answers every request with an error
+	Version string       // device software version in discovery
+
+	// Tuning; zero means the default. Tests shorten them.
+	ConnectRetryInterval time.Duration // between attempts of the first connection; default 5s
+	MaxReconnectInterval time.Duration // cap of paho's reconnect backoff (1s doubling); default 30s
+	ConnectTimeout       time.Duration // TCP+TLS+CONNACK; default 10s
+	KeepAlive            time.Duration // default 30s
+	AckTimeout           time.Duration // a QoS 1 publish without PUBACK after this is sent again; default 30s
+}
+
+// Stats are the client's gauges and counters (part of the agent's health payload).
+type Stats struct {
+	Connected       bool   `json:"connected"`
+	Connects        uint64 `json:"connects"`
+	Reconnects      uint64 `json:"reconnects"` // connections after the first
+	ConnectFailures uint64 `json:"connect_failures"`
+	QueueEntries    int    `json:"queue_entries"` // transcripts waiting on disk
+	QueueBytes      int64  `json:"queue_bytes"`
+	QueueDropped    uint64 `json:"queue_dropped"` // oldest transcripts evicted because the queue was full
+	QueueCorrupt    uint64 `json:"queue_corrupt"` // unreadable queue entries discarded
+	Delivered       uint64 `json:"delivered"`     // transcripts acknowledged by the broker
+	Outbox          int    `json:"outbox"`        // events and responses waiting
+	OutboxDropped   uint64 `json:"outbox_dropped"`
+	InterimDropped  uint64 `json:"interim_dropped"`
+	Requests        uint64 `json:"requests"`
+	RequestsBusy    uint64 `json:"requests_busy"`
+}
+
+// ErrClosed is returned by PublishTranscript after Close.
+var ErrClosed = errors.New("mqtt client closed")
+
+const (
+	defaultQueueMax        = 1000
+	outboxMax              = 256 // events and responses held while offline
+	interimMax             = 8   // interim results are only worth sending fresh
+	requestQueue           = 16  // requests waiting for the handler before "busy"
+	defaultDiscoveryPrefix = "homeassistant"
+	flushMax               = 10 * time.Second // Close's flush when ctx has no earlier deadline
+)
+
+type outMsg struct {
+	id      uint64
+	topic   string
+	payload []byte
+	kind    string // "event", "response"
+}
+
+type retainedMsg struct {
+	topic   string
+	payload []byte
+	version uint64 // bumped by every Set
+	sent    uint64 // version acknowledged on the current connection; 0 = must (re)send
+}
+
+type topics struct {
+	availability, state, config, health, transcript, interim, event string
+	requestFilter, requestPrefix, responsePrefix, haStatus          string
+}
+
+// Client is hark's MQTT connection. Its Publish and Set methods never block on the network.
+type Client struct {
+	o       Options
+	log     *slog.Logger
+	base    string
+	t       topics
+	queue   *diskQueue
+	pc      mqtt.Client
+	link    *link
+	disc    []discoveryMsg
+	connTok mqtt.Token
+
+	wake     chan struct{} // pokes the publisher
+	qwake    chan struct{} // pokes the transcript sender
+	progress chan struct{} // something was acknowledged (Close's flush waits on it)
+	reqs     chan inbound
+
+	mu        sync.Mutex
+	retained  []*retainedMsg // in (re)send order: state, config, health, discovery
+	byTopic   map[string]*retainedMsg
+	outbox    []outMsg
+	outboxID  uint64
+	interim   []outMsg
+	outDrops  uint64 // drops in the current episode, for the recovery log line
+	lastError string
+
+	connects, reconnects, connFailures, failStreak atomic.Uint64
+	delivered, outboxDropped, interimDropped       atomic.Uint64
+	requests, requestsBusy, queueDropEpisode       atomic.Uint64
+	downSince                                      atomic.Int64
+
+	started, closing atomic.Bool
+	ctx              context.Context
+	cancel           context.CancelFunc
+	wg               sync.WaitGroup
+	closeOnce        sync.Once
+	closeErr         error
+}
+
+type inbound struct {
+	op       string
+	payload  []byte
+	retained bool
+}
+
+// New validates the options, opens the transcript queue and prepares the connection. It
+// does not touch the network; Start does.
+func New(o Options) (*Client, error) {
+	if o.Broker == "" {
+		return nil, errors.New("no broker address")
+	}
+	u, err := url.Parse(o.Broker)
+	if err != nil || u.Host == "" {
+		return nil, fmt.Errorf("broker address %q is not a URL such as tcp://localhost:1883", redactURL(o.Broker))
+	}
+	if u.User != nil {
+		return nil, errors.New("broker address must not carry credentials; use Username and Password")
+	}
+	if o.TopicPrefix == "" || strings.ContainsAny(o.TopicPrefix, "+#\x00") {
+		return nil, fmt.Errorf("topic prefix %q must be non-empty, without + or #", o.TopicPrefix)
+	}
+	if o.DeviceID == "" || strings.ContainsAny(o.DeviceID, "+#/\x00") {
+		return nil, fmt.Errorf("device id %q must be non-empty, without +, # or /", o.DeviceID)
+	}
+	if o.QueueDir == "" {
+		return nil, errors.New("no queue directory")
+	}
+	if o.QueueMax <= 0 {
+		o.QueueMax = defaultQueueMax
+	}
+	if o.DiscoveryPrefix == "" {
+		o.DiscoveryPrefix = defaultDiscoveryPrefix
+	}
+	if strings.ContainsAny(o.DiscoveryPrefix, "+#\x00") {
+		return nil, fmt.Errorf("discovery prefix %q must not contain + or #", o.DiscoveryPrefix)
+	}
+	if o.ClientID == "" {
+		o.ClientID = "hark-" + o.DeviceID
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	setDefault(&o.ConnectRetryInterval, 5*time.Second)
+	setDefault(&o.MaxReconnectInterval, 30*time.Second)
+	setDefault(&o.ConnectTimeout, 10*time.Second)
+	setDefault(&o.KeepAlive, 30*time.Second)
+	setDefault(&o.AckTimeout, 30*time.Second)
+	tlsCfg, err := tlsConfig(o, u.Scheme)
+	if err != nil {
+		return nil, err
+	}
+	q, err := openQueue(o.QueueDir, o.QueueMax)
+	if err != nil {
+		return nil, err
+	}
+	base := strings.TrimSuffix(o.TopicPrefix, "/") + "/" + o.DeviceID
+	c := &Client{
+		o: o, log: o.Logger, base: base, queue: q, link: newLink(),
+		wake: make(chan struct{}, 1), qwake: make(chan struct{}, 1), progress: make(chan struct{}, 1),
+		reqs:    make(chan inbound, requestQueue),
+		byTopic: map[string]*retainedMsg{},
+		t: topics{
+			availability: base + "/availability", state: base + "/state", config: base + "/config",
+			health: base + "/health", transcript: base + "/transcript", interim: base + "/transcript/interim",
+			event: base + "/event", requestFilter: base + "/request/#", requestPrefix: base + "/request/",
+			responsePrefix: base + "/response/", haStatus: o.DiscoveryPrefix + "/status",
+		},
+	}
+	for _, t := range []string{c.t.state, c.t.config, c.t.health} {
+		c.addRetained(t)
+	}
+	if o.Discovery {
+		c.disc = discoveryMessages(o.DiscoveryPrefix, base, o.DeviceID, o.Version)
+		for _, d := range c.disc {
+			c.addRetained(d.topic).payload = d.payload
+			c.byTopic[d.topic].version = 1
+		}
+	}
+	if st := q.Stats(); st.entries > 0 || st.dropped > 0 {
+		c.log.Info("transcripts queued from a previous run", "entries", st.entries, "evicted_over_queue_max", st.dropped)
+	}
+
+	po := mqtt.NewClientOptions().
+		AddBroker(o.Broker).
+		SetClientID(o.ClientID).
+		SetUsername(o.Username).
+		SetPassword(o.Password).
+		// A persistent session: the broker keeps our subscription (and QoS 1 requests sent to
+		// us) across short disconnections. It is not what keeps transcripts safe; the disk
+		// queue is, since a broker without persistence forgets sessions when it restarts.
+		SetCleanSession(false).
+		SetStore(nullStore{}). // see nullStore: our queues re-send, paho must not
+		// Subscriptions are made in OnConnect on every connection, so stored SUBSCRIBE
+		// packets need not be resumed.
+		SetResumeSubs(false).
+		// In order: requests must run in the order sent (mute on, mute off). Safe because the
+		// only message handler never blocks (it hands requests to a bounded queue).
+		SetOrderMatters(true).
+		SetConnectRetry(true).
+		SetConnectRetryInterval(o.ConnectRetryInterval).
+		SetAutoReconnect(true).
+		SetMaxReconnectInterval(o.MaxReconnectInterval).
+		SetConnectTimeout(o.ConnectTimeout).
+		SetKeepAlive(o.KeepAlive).
+		SetPingTimeout(10*time.Second).
+		SetWriteTimeout(10*time.Second).
+		SetProtocolVersion(4).
+		SetWill(c.t.availability, "offline", 1, true).
+		SetDefaultPublishHandler(c.onMessage).
+		SetOnConnectHandler(c.onConnect).
+		SetConnectionLostHandler(c.onConnectionLost).
+		SetReconnectingHandler(c.onReconnecting).
+		SetConnectionNotificationHandler(c.onNotification)
+	if tlsCfg != nil {
+		po.SetTLSConfig(tlsCfg)
+	}
+	c.pc = mqtt.NewClient(po)
+	return c, nil
+}
+
+func setDefault(d *time.Duration, v time.Duration) {
+	if *d <= 0 {
+		*d = v
+	}
+}
+
+func (c *Client) addRetained(topic string) *retainedMsg {
+	m := &retainedMsg{topic: topic}
+	c.retained = append(c.retained, m)
+	c.byTopic[topic] = m
+	return m
+}
+
+var tlsSchemes = map[string]bool{"ssl": true, "tls": true, "mqtts": true, "mqtt+ssl": true, "tcps": true, "wss": true}
+
+func tlsConfig(o Options, scheme string) (*tls.Config, error) {
+	if o.CAFile == "" && o.CertFile == "" && o.KeyFile == "" {
+		return nil, nil
+	}
+	if !tlsSchemes[scheme] {
+		return nil, fmt.Errorf("TLS files are set but the broker scheme %q is not TLS (use ssl://, mqtts:// or wss://)", scheme)
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if o.CAFile != "" {
+		pem, err := os.ReadFile(o.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("read CA file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("CA file %s holds no PEM certificate", o.CAFile)
+		}
+		cfg.RootCAs = pool
+	}
+	if (o.CertFile == "") != (o.KeyFile == "") {
+		return nil, errors.New("a client certificate needs both a certificate file and a key file")
+	}
+	if o.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(o.CertFile, o.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("load client certificate: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return cfg, nil
+}
+
+// redactURL drops any userinfo from a broker URL before it is shown.
+func redactURL(s string) string {
+	if u, err := url.Parse(s); err == nil && u.User != nil {
+		u.User = url.User("xxxxx")
+		return u.String()
+	}
+	if i := strings.Index(s, "@"); i >= 0 {
+		return "xxxxx" + s[i:]
+	}
+	return s
+}
+
+// Base is the topic base, <prefix>/<device_id>.
+func (c *Client) Base() string { return c.base }
+
+// Start connects in the background and starts the senders. It returns at once; a broker
+// that is down is retried for ever. The connection lives until Close, not until ctx ends:
+// the agent's graceful stop publishes its last transcripts after its run context is
+// cancelled, and Close flushes them. Calling Start twice, or after Close, does nothing.
+func (c *Client) Start(ctx context.Context) {
+	if c.closing.Load() || !c.started.CompareAndSwap(false, true) {
+		return
+	}
+	c.ctx, c.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	c.downSince.Store(time.Now().UnixNano())
+	c.wg.Add(3)
+	go c.publisher(c.ctx)
+	go c.sender(c.ctx)
+	go c.requestWorker(c.ctx)
+	c.log.Debug("connecting to broker", "broker", redactURL(c.o.Broker), "client_id", c.o.ClientID)
+	tok := c.pc.Connect() // completes when connected (ConnectRetry); never waited on here
+	c.mu.Lock()
+	c.connTok = tok
+	c.mu.Unlock()
+}
+
+// paho callbacks: each returns at once.
+
+func (c *Client) isOpen() bool { return c.pc.IsConnectionOpen() }
+
+func (c *Client) onConnect(mqtt.Client) {
+	if !c.link.markUp(c.isOpen) {
+		return
+	}
+	n := c.connects.Add(1)
+	down := time.Duration(time.Now().UnixNano() - c.downSince.Load())
+	failed := c.failStreak.Swap(0)
+	if n == 1 {
+		c.log.Info("connected to broker", "broker", redactURL(c.o.Broker), "failed_attempts", failed)
+	} else {
+		c.reconnects.Add(1)
+		c.log.Info("reconnected to broker", "down_for", down.Round(time.Millisecond), "failed_attempts", failed)
+	}
+	poke(c.wake)
+	poke(c.qwake)
+}
+
+func (c *Client) onConnectionLost(_ mqtt.Client, err error) {
+	if c.link.markDown(c.isOpen) {
+		c.downSince.Store(time.Now().UnixNano())
+		c.setLastError(err)
+		c.log.Warn("connection to broker lost; reconnecting", "err", err)
+	}
+}
+
+func (c *Client) onReconnecting(mqtt.Client, *mqtt.ClientOptions) {
+	if c.link.markDown(c.isOpen) {
+		c.downSince.Store(time.Now().UnixNano())
+	}
+}
+
+func (c *Client) onNotification(_ mqtt.Client, n mqtt.ConnectionNotification) {
+	f, ok := n.(mqtt.ConnectionNotificationFailed)
+	if !ok {
+		return
+	}
+	c.connFailures.Add(1)
+	c.setLastError(f.Reason)
+	// A failure that repeats is logged once; the recovery line carries the count.
+	if c.failStreak.Add(1) == 1 {
+		c.log.Warn("cannot connect to broker; retrying in the background", "broker", redactURL(c.o.Broker), "err", f.Reason)
+	} else {
+		c.log.Debug("broker connection attempt failed", "attempts", c.failStreak.Load(), "err", f.Reason)
+	}
+}
+
+func (c *Client) setLastError(err error) {
+	if err == nil {
+		return
+	}
+	c.mu.Lock()
+	c.lastError = err.Error()
+	c.mu.Unlock()
+}
+
+// onMessage is paho's only message handler. It runs on paho's router goroutine, so it never
+// blocks: requests go to a bounded queue, and a full queue is answered "busy".
+func (c *Client) onMessage(_ mqtt.Client, m mqtt.Message) {
+	topic := m.Topic()
+	switch {
+	case strings.HasPrefix(topic, c.t.requestPrefix):
+		c.requests.Add(1)
+		in := inbound{op: strings.TrimPrefix(topic, c.t.requestPrefix), payload: m.Payload(), retained: m.Retained()}
+		select {
+		case c.reqs <- in:
+		default:
+			c.requestsBusy.Add(1)
+			req, _ := parseRequest(in.op, in.payload)
+			c.enqueue(c.t.responsePrefix+in.op, buildResponse(req.transaction, nil, errBusy), "response")
+			c.log.Warn("request refused: handler busy", "op", in.op)
+		}
+	case topic == c.t.haStatus:
+		// Home Assistant's birth message: it may have lost our discovery (restart without
+		// retained messages), so send it again.
+		if strings.TrimSpace(string(m.Payload())) == "online" && len(c.disc) > 0 {
+			c.mu.Lock()
+			for _, d := range c.disc {
+				c.byTopic[d.topic].sent = 0
+			}
+			c.mu.Unlock()
+			poke(c.wake)
+			c.log.Debug("home assistant online: re-sending discovery")
+		}
+	}
+}
+
+func poke(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+func (c *Client) requestWorker(ctx context.Context) {
+	defer c.wg.Done()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case in := <-c.reqs:
+			resp, err := serve(ctx, c.o.Handler, in.op, in.payload, in.retained)
+			var pe *panicError
+			switch {
+			case errors.As(err, &pe):
+				c.log.Error("request handler panicked", "op", in.op, "panic", fmt.Sprint(pe.v), "stack", string(pe.stack))
+			case err != nil:
+				c.log.Debug("request failed", "op", in.op, "err", err)
+			default:
+				c.log.Debug("request handled", "op", in.op)
+			}
+			c.enqueue(c.t.responsePrefix+in.op, resp, "response")
+		}
+	}
+}
+
+// Publishing API. None of these waits for the network.
+
+// PublishTranscript appends the utterance to the on-disk queue (fsync'd) and returns; the
+// sender delivers the queue in order at QoS 1 and removes each entry only after its PUBACK
+// (at-least-once: an entry in flight when the connection drops is sent again). When the
+// queue holds QueueMax entries the oldest is evicted and counted.
+func (c *Client) PublishTranscript(u transcript.Utterance) error {
+	if c.closing.Load() {
+		return ErrClosed
+	}
+	b, err := json.Marshal(u)
+	if err != nil {
+		return fmt.Errorf("encode transcript: %w", err)
+	}
+	evicted, err := c.queue.Append(b)
+	if err != nil {
+		return err
+	}
+	if evicted > 0 {
+		if c.queueDropEpisode.Add(uint64(evicted)) == uint64(evicted) {
+			c.log.Warn("transcript queue full: dropping the oldest until the broker is back", "queue_max", c.o.QueueMax)
+		}
+	}
+	poke(c.qwake)
+	return nil
+}
+
+// PublishInterim sends an interim result at QoS 0; it is dropped (and counted) when the
+// broker is not connected.
+func (c *Client) PublishInterim(v any) {
+	if c.closing.Load() || !c.link.state().up {
+		c.interimDropped.Add(1)
+		return
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		c.log.Error("encode interim", "err", err)
+		return
+	}
+	c.mu.Lock()
+	if len(c.interim) >= interimMax {
+		c.interim = c.interim[1:]
+		c.interimDropped.Add(1)
+	}
+	c.interim = append(c.interim, outMsg{topic: c.t.interim, payload: b})
+	c.mu.Unlock()
+	poke(c.wake)
+}
+
+// PublishEvent sends an event at QoS 1. While the broker is away events wait in a bounded
+// queue (oldest dropped and counted).
+func (c *Client) PublishEvent(v any) {
+	if c.closing.Load() {
+		return
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		c.log.Error("encode event", "err", err)
+		return
+	}
+	c.enqueue(c.t.event, b, "event")
+}
+
+func (c *Client) enqueue(topic string, payload []byte, kind string) {
+	c.mu.Lock()
+	if len(c.outbox) >= outboxMax {
+		dropped := c.outbox[0]
+		c.outbox = c.outbox[1:]
+		c.outboxDropped.Add(1)
+		c.outDrops++
+		if c.outDrops == 1 {
+			c.log.Warn("outgoing queue full while the broker is away: dropping the oldest", "kind", dropped.kind, "max", outboxMax)
+		}
+	}
+	c.outboxID++
+	c.outbox = append(c.outbox, outMsg{id: c.outboxID, topic: topic, payload: payload, kind: kind})
+	c.mu.Unlock()
+	poke(c.wake)
+}
+
+// SetState sets the retained <base>/state; the latest value is re-sent on every connection.
+func (c *Client) SetState(v any) { c.setRetainedJSON(c.t.state, v) }
+
+// SetConfig sets the retained <base>/config (already redacted by the caller).
+func (c *Client) SetConfig(b []byte) { c.setRetained(c.t.config, append([]byte(nil), b...)) }
+
+// PublishHealth sets the retained <base>/health.
+func (c *Client) PublishHealth(v any) { c.setRetainedJSON(c.t.health, v) }
+
+func (c *Client) setRetainedJSON(topic string, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		c.log.Error("encode retained message", "topic", topic, "err", err)
+		return
+	}
+	c.setRetained(topic, b)
+}
+
+func (c *Client) setRetained(topic string, b []byte) {
+	if c.closing.Load() {
+		return
+	}
+	c.mu.Lock()
+	m := c.byTopic[topic]
+	m.payload = b
+	m.version++
+	c.mu.Unlock()
+	poke(c.wake)
+}
+
+// Stats returns a snapshot of the counters.
+func (c *Client) Stats() Stats {
+	qs := c.queue.Stats()
+	c.mu.Lock()
+	outbox := len(c.outbox)
+	c.mu.Unlock()
+	return Stats{
+		Connected: c.link.state().up, Connects: c.connects.Load(), Reconnects: c.reconnects.Load(),
+		ConnectFailures: c.connFailures.Load(),
+		QueueEntries:    qs.entries, QueueBytes: qs.bytes, QueueDropped: qs.dropped, QueueCorrupt: qs.corrupt,
+		Delivered: c.delivered.Load(), Outbox: outbox, OutboxDropped: c.outboxDropped.Load(),
+		InterimDropped: c.interimDropped.Load(), Requests: c.requests.Load(), RequestsBusy: c.requestsBusy.Load(),
+	}
+}
+
+// LastError is the last connection error seen (for the agent's state), "" if none.
+func (c *Client) LastError() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.lastError
+}
+
+// AwaitConnection waits until the broker connection is up, ctx ends or the client closes.
+func (c *Client) AwaitConnection(ctx context.Context) error {
+	for {
+		if c.closing.Load() {
+			return ErrClosed
+		}
+		s := c.link.state()
+		if s.up {
+			return nil
+		}
+		select {
+		case <-s.upCh:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+var (
+	errConnLost    = errors.New("connection lost before PUBACK")
+	errReconnected = errors.New("acknowledgement not trusted: the connection was re-established meanwhile")
+	errAckTimeout  = errors.New("no PUBACK in time")
+)
+
+// await waits for a QoS 1 token (or SUBACK) without ever blocking for ever.
+func (c *Client) await(ctx context.Context, tok mqtt.Token, s linkState) error {
+	t := time.NewTimer(c.o.AckTimeout)
+	defer t.Stop()
+	select {
+	case <-tok.Done():
+		if err := tok.Error(); err != nil {
+			return err
+		}
+		if c.link.generation() != s.gen {
+			return errReconnected
+		}
+		return nil
+	case <-s.downCh:
+		return errConnLost
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return errAckTimeout
+	}
+}
+
+// pace waits d, or less if the connection drops or ctx ends: a back-off between retries
+// that never delays a reconnection.
+func pace(ctx context.Context, d time.Duration, down <-chan struct{}) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-down:
+	case <-ctx.Done():
+	}
+}
+
+// sender delivers the transcript queue in order, one message in flight: the next entry is
+// sent only after the broker acknowledged the previous one, so a reconnection can never
+// reorder them.
+func (c *Client) sender(ctx context.Context) {
+	defer c.wg.Done()
+	failures := 0
+	for ctx.Err() == nil {
+		s := c.link.state()
+		if !s.up {
+			select {
+			case <-s.upCh:
+			case <-ctx.Done():
+			}
+			continue
+		}
+		e, ok := c.queue.Peek()
+		if !ok {
+			if n := c.queueDropEpisode.Swap(0); n > 0 {
+				c.log.Info("transcript queue drained", "dropped_while_full", n)
+			}
+			select {
+			case <-c.qwake:
+			case <-s.downCh:
+			case <-ctx.Done():
+			}
+			continue
+		}
+		err := c.await(ctx, c.pc.Publish(c.t.transcript, 1, false, e.data), s)
+		if err == nil {
+			c.queue.Remove(e.seq)
+			c.delivered.Add(1)
+			poke(c.progress)
+			failures = 0
+			continue
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		failures++
+		c.log.Debug("transcript not acknowledged; will send again", "queue_seq", e.seq, "attempt", failures, "err", err)
+		if errors.Is(err, errConnLost) || errors.Is(err, errReconnected) {
+			continue // the next connection re-sends it at once
+		}
+		pace(ctx, min(time.Duration(failures)*200*time.Millisecond, 5*time.Second), s.downCh)
+	}
+}
+
+type work struct {
+	topic    string
+	payload  []byte
+	qos      byte
+	retained bool
+	ret      *retainedMsg // retained: which one, and the version sent
+	version  uint64
+	outID    uint64 // outbox entry
+}
+
+// nextWork picks what the publisher sends next: interim results (fresh or useless), then
+// retained messages (latest value only), then events and responses in order.
+func (c *Client) nextWork() (work, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.interim) > 0 {
+		m := c.interim[0]
+		c.interim = c.interim[1:]
+		return work{topic: m.topic, payload: m.payload}, true
+	}
+	for _, r := range c.retained {
+		if r.version != 0 && r.sent != r.version {
+			return work{topic: r.topic, payload: r.payload, qos: 1, retained: true, ret: r, version: r.version}, true
+		}
+	}
+	if len(c.outbox) > 0 {
+		m := c.outbox[0]
+		return work{topic: m.topic, payload: m.payload, qos: 1, outID: m.id}, true
+	}
+	if c.outDrops > 0 {
+		c.log.Info("outgoing queue drained", "dropped_while_full", c.outDrops)
+		c.outDrops = 0
+	}
+	return work{}, false
+}
+
+func (c *Client) workDone(w work) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case w.ret != nil:
+		w.ret.sent = max(w.ret.sent, w.version)
+	case w.outID != 0:
+		if len(c.outbox) > 0 && c.outbox[0].id == w.outID {
+			c.outbox = c.outbox[1:]
+		}
+	}
+}
+
+// publisher owns everything but transcripts: the announcement on each connection
+// (subscriptions, online, then every retained message again), retained updates, events,
+// responses and interim results.
+func (c *Client) publisher(ctx context.Context) {
+	defer c.wg.Done()
+	var announced uint64
+	failures := 0
+	for ctx.Err() == nil {
+		s := c.link.state()
+		if !s.up {
+			select {
+			case <-s.upCh:
+			case <-ctx.Done():
+			}
+			continue
+		}
+		if s.gen != announced {
+			if err := c.announce(ctx, s); err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				failures++
+				c.log.Debug("announcing the connection failed; retrying", "err", err)
+				pace(ctx, min(time.Duration(failures)*200*time.Millisecond, 5*time.Second), s.downCh)
+				continue
+			}
+			announced = s.gen
+			failures = 0
+		}
+		w, ok := c.nextWork()
+		if !ok {
+			select {
+			case <-c.wake:
+			case <-s.downCh:
+			case <-ctx.Done():
+			}
+			continue
+		}
+		tok := c.pc.Publish(w.topic, w.qos, w.retained, w.payload)
+		if w.qos == 0 {
+			continue // fire and forget; paho writes it in order with the rest
+		}
+		if err := c.await(ctx, tok, s); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			failures++
+			c.log.Debug("publish not acknowledged; will send again", "topic", w.topic, "err", err)
+			if !errors.Is(err, errConnLost) && !errors.Is(err, errReconnected) {
+				pace(ctx, min(time.Duration(failures)*200*time.Millisecond, 5*time.Second), s.downCh)
+			}
+			continue
+		}
+		failures = 0
+		c.workDone(w)
+		poke(c.progress)
+	}
+}
+
+// announce runs once per connection: subscribe, publish online, and mark every retained
+// message for sending again (the broker may have restarted without persistence).
+func (c *Client) announce(ctx context.Context, s linkState) error {
+	filters := map[string]byte{c.t.requestFilter: 1}
+	if len(c.disc) > 0 {
+		filters[c.t.haStatus] = 1
+	}
+	tok := c.pc.SubscribeMultiple(filters, nil) // nil: the default handler, onMessage
+	if err := c.await(ctx, tok, s); err != nil {
+		return fmt.Errorf("subscribe: %w", err)
+	}
+	if st, ok := tok.(*mqtt.SubscribeToken); ok {
+		for topic, code := range st.Result() {
+			if code >= 0x80 {
+				c.log.Warn("broker refused subscription (check its ACL)", "topic", topic)
+			}
+		}
+	}
+	if err := c.await(ctx, c.pc.Publish(c.t.availability, 1, true, "online"), s); err != nil {
+		return fmt.Errorf("publish availability: %w", err)
+	}
+	c.mu.Lock()
+	for _, r := range c.retained {
+		r.sent = 0
+	}
+	c.mu.Unlock()
+	return nil
+}
+
+// pending counts what Close's flush waits for.
+func (c *Client) pending() int {
+	n := c.queue.Stats().entries
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n += len(c.outbox)
+	for _, r := range c.retained {
+		if r.version != 0 && r.sent != r.version {
+			n++
+		}
+	}
+	return n
+}
+
+// Close stops accepting messages, flushes what it can while ctx allows (only if the broker
+// is connected: nothing would drain otherwise; undelivered transcripts stay on disk for the
+// next start), publishes availability "offline" (retained), disconnects and waits for
+// paho's goroutines. It is idempotent; later calls return the first call's result.
+//
+// Shutdown order: flush (senders still running) → stop the senders and the request worker
+// → offline → DISCONNECT → wait for paho's connect goroutine.
+func (c *Client) Close(ctx context.Context) error {
+	c.closeOnce.Do(func() { c.closeErr = c.close(ctx) })
+	return c.closeErr
+}
+
+func (c *Client) close(ctx context.Context) error {
+	c.closing.Store(true)
+	if !c.started.Load() {
+		return nil
+	}
+	// Flush, bounded by ctx and flushMax.
+	flush := time.NewTimer(flushMax)
+	for c.pending() > 0 {
+		s := c.link.state()
+		if !s.up {
+			break
+		}
+		select {
+		case <-c.progress:
+			continue
+		case <-s.downCh:
+		case <-ctx.Done():
+		case <-flush.C:
+		}
+		break
+	}
+	flush.Stop()
+	if n := c.pending(); n > 0 {
+		c.log.Info("closing with messages not delivered", "pending", n, "queued_transcripts", c.queue.Stats().entries)
+	}
+	c.cancel()
+	done := make(chan struct{})
+	go func() { c.wg.Wait(); close(done) }()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = fmt.Errorf("close mqtt: request handler still running: %w", ctx.Err())
+	}
+
+	s := c.link.state()
+	c.link.close()
+	if s.up {
+		tok := c.pc.Publish(c.t.availability, 1, true, "offline")
+		t := time.NewTimer(min(remaining(ctx, 5*time.Second), 5*time.Second))
+		select {
+		case <-tok.Done():
+			if e := tok.Error(); e != nil {
+				c.log.Debug("publish offline", "err", e)
+			}
+		case <-t.C:
+			c.log.Debug("publish offline: no PUBACK in time")
+		case <-ctx.Done():
+		}
+		t.Stop()
+	}
+	// paho's Disconnect sends DISCONNECT (when connected) within the quiesce time and may
+	// return before its goroutines end: if a connection attempt is under way it stops only
+	// when that attempt (dial, backoff sleep) ends. paho offers no signal for that, so wait
+	// for the first-connection token and for its status to settle, bounded by ctx.
+	c.pc.Disconnect(250)
+	c.mu.Lock()
+	connTok := c.connTok
+	c.mu.Unlock()
+	settle := time.NewTicker(10 * time.Millisecond)
+	defer settle.Stop()
+	for connTok != nil && !isDone(connTok) || c.pc.IsConnected() {
+		select {
+		case <-settle.C:
+			continue
+		case <-ctx.Done():
+			if err == nil {
+				err = fmt.Errorf("close mqtt: connection attempt still running: %w", ctx.Err())
+			}
+		}
+		break
+	}
+	c.log.Debug("disconnected from broker")
+	return err
+}
+
+func isDone(tok mqtt.Token) bool {
+	select {
+	case <-tok.Done():
+		return true
+	default:
+		return false
+	}
+}
+
+// remaining is the time left before ctx's deadline, or def without one.
+func remaining(ctx context.Context, def time.Duration) time.Duration {
+	if d, ok := ctx.Deadline(); ok {
+		return max(time.Until(d), 0)
+	}
+	return def
+}

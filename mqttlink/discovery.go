@@ -1,0 +1,138 @@
+package mqttlink
+
+import (
+	"encoding/json"
+	"strings"
+)
+
+// Home Assistant MQTT discovery: one retained config message per entity, all with the same
+// device block, so HA groups them under one device. Per-component topics (rather than the
+// newer single device topic) work with every HA release that has MQTT discovery.
+
+type discoveryMsg struct {
+	topic   string
+	payload []byte
+}
+
+// haNodeID makes a discovery node id from the device id: HA allows [a-zA-Z0-9_-] only.
+func haNodeID(deviceID string) string {
+	var b strings.Builder
+	b.WriteString("hark_")
+	for _, r := range deviceID {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '_', r == '-':
+			b.WriteRune(r)
+		default:
+			b.WriteByte('_')
+		}
+	}
+	return b.String()
+}
+
+// TranscriptStateMax is how many characters of the last transcript the HA sensor shows as its
+// state (HA rejects states longer than 255 characters); the full text is an attribute.
+const TranscriptStateMax = 250
+
+func discoveryMessages(prefix, base, deviceID, version string) []discoveryMsg {
+	node := haNodeID(deviceID)
+	device := map[string]any{
+		"identifiers":  []string{node},
+		"name":         "hark " + deviceID,
+		"manufacturer": "hark",
+		"model":        "hark speech-to-text",
+		"sw_version":   version,
+	}
+	origin := map[string]any{"name": "hark", "sw_version": version}
+	avail := func(m map[string]any) map[string]any {
+		m["availability_topic"] = base + "/availability"
+		m["payload_available"] = "online"
+		m["payload_not_available"] = "offline"
+		m["device"] = device
+		m["origin"] = origin
+		m["qos"] = 1
+		return m
+	}
+	entities := []struct {
+		component, object string
+		cfg               map[string]any
+	}{
+		{"switch", "mute", map[string]any{
+			"name":           "Mute",
+			"icon":           "mdi:microphone-off",
+			"command_topic":  base + "/request/mute",
+			"payload_on":     `{"muted":true}`,
+			"payload_off":    `{"muted":false}`,
+			"state_topic":    base + "/state",
+			"value_template": "{{ 'ON' if value_json.muted else 'OFF' }}",
+			"state_on":       "ON",
+			"state_off":      "OFF",
+			"retain":         false,
+		}},
+		{"binary_sensor", "speech", map[string]any{
+			"name":           "Speech",
+			"device_class":   "sound",
+			"state_topic":    base + "/state",
+			"value_template": "{{ 'ON' if value_json.speech else 'OFF' }}",
+			"payload_on":     "ON",
+			"payload_off":    "OFF",
+		}},
+		{"sensor", "level", map[string]any{
+			"name":                        "Audio level",
+			"icon":                        "mdi:waveform",
+			"state_topic":                 base + "/health",
+			"value_template":              "{{ value_json.level_dbfs if value_json.level_dbfs is defined else 'None' }}",
+			"unit_of_measurement":         "dBFS",
+			"state_class":                 "measurement",
+			"suggested_display_precision": 1,
+		}},
+		{"sensor", "noise_floor", map[string]any{
+			"name":                        "Noise floor",
+			"icon":                        "mdi:waveform",
+			"state_topic":                 base + "/health",
+			"value_template":              "{{ value_json.noise_floor_dbfs if value_json.noise_floor_dbfs is defined else 'None' }}",
+			"unit_of_measurement":         "dBFS",
+			"state_class":                 "measurement",
+			"suggested_display_precision": 1,
+			"entity_category":             "diagnostic",
+		}},
+		{"sensor", "transcript", map[string]any{
+			"name":        "Last transcript",
+			"icon":        "mdi:text-to-speech",
+			"state_topic": base + "/transcript",
+			// HA refuses states over 255 characters: the state is the text cut to 250, the whole
+			// text and its times are attributes (words are left out to keep the recorder small).
+			"value_template":        "{{ value_json.text[:250] }}",
+			"json_attributes_topic": base + "/transcript",
+			"json_attributes_template": "{{ {'text': value_json.text, 'start': value_json.start, 'end': value_json.end, " +
+				"'confidence': value_json.confidence, 'source': value_json.source, 'seq': value_json.seq} | tojson }}",
+		}},
+		{"sensor", "pipeline", map[string]any{
+			"name":            "Pipeline",
+			"icon":            "mdi:state-machine",
+			"state_topic":     base + "/state",
+			"value_template":  "{{ value_json.pipeline }}",
+			"entity_category": "diagnostic",
+		}},
+		{"sensor", "uplink", map[string]any{
+			"name":                  "Uplink",
+			"icon":                  "mdi:cloud-upload",
+			"state_topic":           base + "/state",
+			"value_template":        "{{ value_json.uplink.state }}",
+			"json_attributes_topic": base + "/state",
+			"json_attributes_template": "{{ {'last_error': value_json.uplink.last_error | default(''), " +
+				"'spool_entries': value_json.spool.entries | default(0)} | tojson }}",
+			"entity_category": "diagnostic",
+		}},
+	}
+	msgs := make([]discoveryMsg, 0, len(entities))
+	for _, e := range entities {
+		cfg := avail(e.cfg)
+		cfg["unique_id"] = node + "_" + e.object
+		b, err := json.Marshal(cfg)
+		if err != nil {
+			panic(err) // static maps of strings, numbers and bools always marshal
+		}
+		msgs = append(msgs, discoveryMsg{topic: prefix + "/" + e.component + "/" + node + "/" + e.object + "/config", payload: b})
+	}
+	return msgs
+}

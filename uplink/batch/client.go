@@ -1,0 +1,493 @@
+// Package batch transcribes audio files through Deepgram's pre-recorded endpoint
+// (POST /v1/listen) and drains hark's spool with it, so speech that missed the live
+// stream is still transcribed and published, once, with its original capture times.
+//
+// Client wraps go-retryablehttp with what its defaults lack: the body is re-opened from
+// the file for every attempt with an explicit Content-Length (never read into memory),
+// backoff is exponential with jitter, Retry-After is honoured but capped, 408 is retried
+// and 4xx refusals are not, the per-attempt timeout is sized to the file, the last error
+// response is kept and classified (APIError, Classify), and its logging goes to our slog
+// logger at Debug (we log classified outcomes ourselves, once). The API key travels only
+// in the Authorization header; URLs in logs and errors carry options, never the key.
+//
+// Uploader drains a spool.Spool: uploads in capture order, at most Concurrency at once,
+// publishes in capture order, and deletes an entry only after Publish returned nil. The
+// response is saved next to the entry before publishing, so a crash after a successful
+// upload costs a publish, not a second upload. See docs/spool.md for the failure windows
+// that remain.
+//
+// Wiring (the agent):
+//
+//	c := batch.NewClient(batch.ClientConfig{URL: cfg.Deepgram.PrerecordedURL, APIKey: key, Logger: log})
+//	u := batch.NewUploader(sp, c, batch.UploaderConfig{Concurrency: cfg.Spool.Concurrency, Logger: log, Publish: pub})
+//	go u.Run(ctx)   // returns ctx.Err() when ctx is done, after in-flight work has stopped
+//	u.Kick()        // live connectivity came back: retry now
+package batch
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/hark-audio/hark/audio"
+	"github.com/hashicorp/go-cleanhttp"
+	"github.com/hashicorp/go-retryablehttp"
+)
+
+// ClientConfig configures a Client. Zero values take the defaults noted.
+type ClientConfig struct {
+	// URL is the pre-recorded endpoint, e.g. https://api.deepgram.com/v1/listen.
+	URL string
+	// APIKey is sent as "Authorization: Token <key>" and nowhere else.
+	APIKey string
+	// Options are default query options; per-call options override them key by key.
+	Options url.Values
+	Logger  *slog.Logger
+	// Transport is the HTTP transport (default: a pooled go-cleanhttp transport).
+	Transport http.RoundTripper
+	// RetryMax is how many times one call retries a transient failure (default 3).
+	RetryMax int
+	// RetryWaitMin and RetryWaitMax bound the jittered exponential backoff between
+	// attempts (default 1 s and 30 s).
+	RetryWaitMin, RetryWaitMax time.Duration
+	// MaxRetryAfter caps a server's Retry-After (default 60 s): a misconfigured proxy
+	// must not park uploads for hours.
+	MaxRetryAfter time.Duration
+	// TimeoutBase, AssumedBandwidth (bytes/s) and ProcessingFactor size each attempt's
+	// timeout: base + size/bandwidth + audio duration × factor (defaults 30 s,
+	// 16 KiB/s, 0.5). A fixed timeout either kills large uploads on a slow uplink or
+	// waits minutes on a dead connection for a small one.
+	TimeoutBase      time.Duration
+	AssumedBandwidth int64
+	ProcessingFactor float64
+	// UserAgent is sent as User-Agent (default "hark").
+	UserAgent string
+}
+
+// Client calls the pre-recorded endpoint. It is safe for concurrent use.
+type Client struct {
+	cfg  ClientConfig
+	log  *slog.Logger
+	rlog retryablehttp.LeveledLogger
+}
+
+// NewClient returns a client with defaults filled in.
+func NewClient(cfg ClientConfig) *Client {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Transport == nil {
+		cfg.Transport = cleanhttp.DefaultPooledTransport()
+	}
+	if cfg.RetryMax == 0 {
+		cfg.RetryMax = 3
+	}
+	if cfg.RetryMax < 0 {
+		cfg.RetryMax = 0
+	}
+	if cfg.RetryWaitMin <= 0 {
+		cfg.RetryWaitMin = time.Second
+	}
+	if cfg.RetryWaitMax <= 0 {
+		cfg.RetryWaitMax = 30 * time.Second
+	}
+	if cfg.MaxRetryAfter <= 0 {
+		cfg.MaxRetryAfter = 60 * time.Second
+	}
+	if cfg.TimeoutBase <= 0 {
+		cfg.TimeoutBase = 30 * time.Second
+	}
+	if cfg.AssumedBandwidth <= 0 {
+		cfg.AssumedBandwidth = 16 << 10
+	}
+	if cfg.ProcessingFactor <= 0 {
+		cfg.ProcessingFactor = 0.5
+	}
+	if cfg.UserAgent == "" {
+		cfg.UserAgent = "hark"
+	}
+	log := cfg.Logger.With("component", "batch")
+	return &Client{cfg: cfg, log: log, rlog: leveledLogger{log.With("lib", "retryablehttp")}}
+}
+
+// CloseIdleConnections closes idle keep-alive connections of the client's transport
+// (at shutdown, and in tests before checking for leaked goroutines).
+func (c *Client) CloseIdleConnections() {
+	if ci, ok := c.cfg.Transport.(interface{ CloseIdleConnections() }); ok {
+		ci.CloseIdleConnections()
+	}
+}
+
+// leveledLogger adapts slog to retryablehttp. Everything goes to Debug: the library
+// logs every failed attempt at Error, but a retried attempt is an expected condition;
+// the Client and Uploader log the classified outcome.
+type leveledLogger struct{ l *slog.Logger }
+
+func (a leveledLogger) Error(msg string, kv ...any) { a.l.Debug(msg, kv...) }
+func (a leveledLogger) Info(msg string, kv ...any)  { a.l.Debug(msg, kv...) }
+func (a leveledLogger) Debug(msg string, kv ...any) { a.l.Debug(msg, kv...) }
+func (a leveledLogger) Warn(msg string, kv ...any)  { a.l.Debug(msg, kv...) }
+
+// NetError is a failure to get any HTTP answer (connection refused, reset, DNS,
+// timeout) after all retries.
+type NetError struct {
+	Err      error
+	Attempts int
+	Timeout  bool
+}
+
+func (e *NetError) Error() string {
+	what := "network error"
+	if e.Timeout {
+		what = "timed out"
+	}
+	return fmt.Sprintf("deepgram upload %s after %d attempt(s): %v", what, e.Attempts, e.Err)
+}
+
+func (e *NetError) Unwrap() error { return e.Err }
+
+// ErrBadResponse is wrapped when a 200 answer is not a usable transcription response:
+// a server or proxy fault, so it is transient for the file.
+var ErrBadResponse = errors.New("unusable transcription response")
+
+// Class says what a failed call means for the entry and for the uploader.
+type Class int
+
+const (
+	// ClassTransient: network, timeout, 408, 429, 5xx. Retry later with backoff.
+	ClassTransient Class = iota
+	// ClassAuth: 401, 402, 403. An account or key problem: pause, retry slowly, keep
+	// everything.
+	ClassAuth
+	// ClassConfig: the request is wrong for every file (400 INVALID_QUERY_PARAMETER, a
+	// wrong URL giving 404/405, 411, other 4xx): pause like ClassAuth.
+	ClassConfig
+	// ClassBadAudio: this file will never be accepted (400 corrupt audio, 413, 415):
+	// move it aside.
+	ClassBadAudio
+	// ClassLocal: the file could not be read locally.
+	ClassLocal
+	// ClassCanceled: the context ended.
+	ClassCanceled
+)
+
+func (c Class) String() string {
+	switch c {
+	case ClassTransient:
+		return "transient"
+	case ClassAuth:
+		return "auth"
+	case ClassConfig:
+		return "config"
+	case ClassBadAudio:
+		return "bad_audio"
+	case ClassLocal:
+		return "local"
+	case ClassCanceled:
+		return "canceled"
+	}
+	return "unknown"
+}
+
+// Classify maps an error from TranscribeFile to a Class.
+func Classify(err error) Class {
+	var ae *APIError
+	var ne *NetError
+	switch {
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded) && !errors.As(err, &ne):
+		return ClassCanceled
+	case errors.As(err, &ae):
+		switch s := ae.Status; {
+		case s == 401 || s == 402 || s == 403:
+			return ClassAuth
+		case s == 400 && ae.Code == "INVALID_QUERY_PARAMETER":
+			return ClassConfig
+		case s == 400 || s == 413 || s == 415:
+			return ClassBadAudio
+		case s == 408 || s == 429 || s >= 500 && s != 501:
+			return ClassTransient
+		default:
+			return ClassConfig
+		}
+	case errors.As(err, &ne), errors.Is(err, ErrBadResponse):
+		return ClassTransient
+	}
+	return ClassLocal
+}
+
+// IsTimeout reports whether err is a timeout (of an attempt, not of the caller's context).
+func IsTimeout(err error) bool {
+	var ne *NetError
+	return errors.As(err, &ne) && ne.Timeout
+}
+
+// liveOnly are live-streaming options that make no sense (or break container sniffing)
+// on the pre-recorded endpoint.
+var liveOnly = []string{"encoding", "sample_rate", "channels", "interim_results", "endpointing",
+	"utterance_end_ms", "vad_events", "no_delay"}
+
+// PrerecordedOptions returns a copy of live-stream options without the live-only ones,
+// for uploading a WAV file.
+func PrerecordedOptions(live url.Values) url.Values {
+	out := url.Values{}
+	for k, v := range live {
+		out[k] = append([]string(nil), v...)
+	}
+	for _, k := range liveOnly {
+		out.Del(k)
+	}
+	return out
+}
+
+// maxResponseBytes bounds a 200 body. A transcript runs at roughly 400 bytes per second
+// of audio; 64 MiB covers well over a day.
+const maxResponseBytes = 64 << 20
+
+// maxErrorBytes bounds an error body we keep.
+const maxErrorBytes = 64 << 10
+
+// TranscribeFile uploads the file at path and returns the parsed response (Raw holds
+// the body). A WAV file (RIFF/WAVE) is sent as audio/wav; anything else as
+// application/octet-stream, which needs encoding and sample_rate in opts. progress, if
+// not nil, is called as the body is sent (restarting from 0 on a retry).
+func (c *Client) TranscribeFile(ctx context.Context, path string, opts url.Values, progress func(sent, total int64)) (*Response, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("open audio file: %w", err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("open audio file: %w", err)
+	}
+	size := fi.Size()
+	if !fi.Mode().IsRegular() || size == 0 {
+		f.Close()
+		return nil, fmt.Errorf("audio file %s: not a non-empty regular file", path)
+	}
+	q := url.Values{}
+	for k, v := range c.cfg.Options {
+		q[k] = v
+	}
+	for k, v := range opts {
+		q[k] = v
+	}
+	ctype, dur := sniff(f, size, q)
+	f.Close()
+
+	u, err := url.Parse(c.cfg.URL)
+	if err != nil {
+		return nil, fmt.Errorf("pre-recorded URL: %w", err)
+	}
+	if len(q) > 0 {
+		u.RawQuery = q.Encode()
+	}
+	body := func() (io.Reader, error) {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, err
+		}
+		return &progressReader{f: f, total: size, fn: progress}, nil
+	}
+	req, err := retryablehttp.NewRequestWithContext(ctx, http.MethodPost, u.String(), retryablehttp.ReaderFunc(body))
+	if err != nil {
+		return nil, fmt.Errorf("build request: %w", err)
+	}
+	req.ContentLength = size
+	req.Header.Set("Authorization", "Token "+c.cfg.APIKey)
+	req.Header.Set("Content-Type", ctype)
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", c.cfg.UserAgent)
+
+	timeout := c.timeout(size, dur)
+	attempts := 0
+	rc := &retryablehttp.Client{
+		HTTPClient:   &http.Client{Transport: c.cfg.Transport, Timeout: timeout},
+		Logger:       c.rlog,
+		RetryWaitMin: c.cfg.RetryWaitMin,
+		RetryWaitMax: c.cfg.RetryWaitMax,
+		RetryMax:     c.cfg.RetryMax,
+		CheckRetry:   checkRetry,
+		Backoff:      c.backoff,
+		// Keep the last response (retryablehttp would drain and drop it) so we can
+		// classify the refusal and keep its body.
+		ErrorHandler: func(resp *http.Response, err error, n int) (*http.Response, error) {
+			attempts = n
+			if resp != nil {
+				return resp, nil
+			}
+			return nil, err
+		},
+		RequestLogHook: func(_ retryablehttp.Logger, _ *http.Request, i int) { attempts = i + 1 },
+	}
+	c.log.Debug("uploading", "bytes", size, "audio", dur, "timeout", timeout, "content_type", ctype)
+	resp, err := rc.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("upload: %w", ctx.Err())
+		}
+		return nil, &NetError{Err: err, Attempts: attempts, Timeout: isTimeout(err)}
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBytes))
+		ae := &APIError{Status: resp.StatusCode, Attempts: attempts, Body: b,
+			RequestID: clean(resp.Header.Get("dg-request-id"), 100)}
+		code, msg, rid := ParseErrorBody(b)
+		ae.Code, ae.Message = code, msg
+		if ae.Message == "" {
+			ae.Message = clean(resp.Header.Get("dg-error"), 500)
+		}
+		if ae.Message == "" {
+			ae.Message = http.StatusText(resp.StatusCode)
+		}
+		if ae.RequestID == "" {
+			ae.RequestID = rid
+		}
+		if ra, ok := parseRetryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
+			ae.RetryAfter = min(ra, c.cfg.MaxRetryAfter)
+		}
+		return nil, ae
+	}
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes+1))
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("upload: %w", ctx.Err())
+		}
+		return nil, &NetError{Err: fmt.Errorf("read response: %w", err), Attempts: attempts, Timeout: isTimeout(err)}
+	}
+	if len(b) > maxResponseBytes {
+		return nil, fmt.Errorf("%w: larger than %d bytes", ErrBadResponse, maxResponseBytes)
+	}
+	r, err := ParseResponse(b)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadResponse, err)
+	}
+	r.Raw = b
+	if r.Metadata.RequestID == "" {
+		r.Metadata.RequestID = clean(resp.Header.Get("dg-request-id"), 100)
+	}
+	return r, nil
+}
+
+// sniff picks the content type and estimates the audio duration (for the timeout).
+func sniff(f *os.File, size int64, q url.Values) (ctype string, dur time.Duration) {
+	var hdr [12]byte
+	if n, _ := io.ReadFull(f, hdr[:]); n == 12 && bytes.Equal(hdr[0:4], []byte("RIFF")) && bytes.Equal(hdr[8:12], []byte("WAVE")) {
+		ctype = "audio/wav"
+		if _, err := f.Seek(0, io.SeekStart); err == nil {
+			if wr, err := audio.NewWAVReader(f); err == nil {
+				if bps := int64(wr.Format.SampleRate * wr.Format.BlockAlign()); bps > 0 {
+					return ctype, time.Duration(size * int64(time.Second) / bps)
+				}
+			}
+		}
+	} else {
+		ctype = "application/octet-stream"
+		rate, _ := strconv.Atoi(q.Get("sample_rate"))
+		ch, _ := strconv.Atoi(q.Get("channels"))
+		if rate > 0 && q.Get("encoding") == "linear16" {
+			return ctype, time.Duration(size * int64(time.Second) / int64(rate*max(ch, 1)*2))
+		}
+	}
+	// Unknown layout: assume 16 kHz mono 16-bit, the densest format hark deals in.
+	return ctype, time.Duration(size * int64(time.Second) / (audio.SampleRate * 2))
+}
+
+func (c *Client) timeout(size int64, dur time.Duration) time.Duration {
+	return c.cfg.TimeoutBase + time.Duration(size*int64(time.Second)/c.cfg.AssumedBandwidth) +
+		time.Duration(float64(dur)*c.cfg.ProcessingFactor)
+}
+
+// checkRetry retries connection errors (as retryablehttp does, minus certificate and
+// scheme errors), 408, 429 and 5xx except 501; never another 4xx.
+func checkRetry(ctx context.Context, resp *http.Response, err error) (bool, error) {
+	if ctx.Err() != nil {
+		return false, ctx.Err()
+	}
+	if err != nil {
+		return retryablehttp.DefaultRetryPolicy(ctx, resp, err)
+	}
+	s := resp.StatusCode
+	return s == http.StatusRequestTimeout || s == http.StatusTooManyRequests || s >= 500 && s != http.StatusNotImplemented || s == 0, nil
+}
+
+// backoff honours Retry-After on 429/503 up to MaxRetryAfter, else Jitter.
+func (c *Client) backoff(lo, hi time.Duration, attempt int, resp *http.Response) time.Duration {
+	if resp != nil && (resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable) {
+		if ra, ok := parseRetryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
+			return min(ra, c.cfg.MaxRetryAfter)
+		}
+	}
+	return Jitter(lo, hi, attempt)
+}
+
+// Jitter is exponential backoff with "equal jitter": the delay for attempt n (from 0)
+// is d/2 + rand[0, d/2] with d = lo·2ⁿ capped at hi. Without jitter a fleet that lost
+// the network together would retry in lockstep.
+func Jitter(lo, hi time.Duration, attempt int) time.Duration {
+	d := hi
+	if attempt < 40 {
+		if x := lo << attempt; x > 0 && x < hi {
+			d = x
+		}
+	}
+	if d <= 0 {
+		return 0
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+// parseRetryAfter accepts delta-seconds or an HTTP date.
+func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
+	if v == "" {
+		return 0, false
+	}
+	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if n < 0 {
+			return 0, false
+		}
+		if n > 1<<31 {
+			n = 1 << 31
+		}
+		return time.Duration(n) * time.Second, true
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return max(t.Sub(now), 0), true
+	}
+	return 0, false
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
+}
+
+// progressReader is the request body of one attempt: the file, counted as it is read.
+type progressReader struct {
+	f     *os.File
+	sent  int64
+	total int64
+	fn    func(sent, total int64)
+}
+
+func (p *progressReader) Read(b []byte) (int, error) {
+	n, err := p.f.Read(b)
+	if n > 0 && p.fn != nil {
+		p.sent += int64(n)
+		p.fn(p.sent, p.total)
+	}
+	return n, err
+}
+
+func (p *progressReader) Close() error { return p.f.Close() }

@@ -1,0 +1,215 @@
+package batch
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+	"time"
+
+	"github.com/hark-audio/hark/transcript"
+)
+
+// Response is the pre-recorded endpoint's 200 answer. Word times are seconds from the
+// start of the uploaded file.
+type Response struct {
+	Metadata Metadata `json:"metadata"`
+	Results  Results  `json:"results"`
+	// Raw is the body as received (what the uploader saves next to a spool entry).
+	Raw []byte `json:"-"`
+}
+
+// Metadata is the response's metadata object.
+type Metadata struct {
+	RequestID string          `json:"request_id"`
+	SHA256    string          `json:"sha256,omitempty"`
+	Created   string          `json:"created,omitempty"`
+	Duration  float64         `json:"duration"`
+	Channels  int             `json:"channels"`
+	Models    []string        `json:"models,omitempty"`
+	ModelInfo json.RawMessage `json:"model_info,omitempty"`
+}
+
+// Results holds per-channel alternatives and, with utterances=true, utterances.
+type Results struct {
+	Channels   []Channel   `json:"channels"`
+	Utterances []Utterance `json:"utterances,omitempty"`
+}
+
+// Channel is one audio channel's result.
+type Channel struct {
+	Alternatives []Alternative `json:"alternatives"`
+}
+
+// Alternative is one transcription hypothesis.
+type Alternative struct {
+	Transcript string  `json:"transcript"`
+	Confidence float64 `json:"confidence"`
+	Words      []Word  `json:"words"`
+}
+
+// Word is one recognised word, times in seconds from the start of the file.
+type Word struct {
+	Word           string  `json:"word"`
+	Start          float64 `json:"start"`
+	End            float64 `json:"end"`
+	Confidence     float64 `json:"confidence"`
+	PunctuatedWord string  `json:"punctuated_word,omitempty"`
+	Speaker        *int    `json:"speaker,omitempty"`
+}
+
+// Utterance is an entry of results.utterances.
+type Utterance struct {
+	Start      float64 `json:"start"`
+	End        float64 `json:"end"`
+	Confidence float64 `json:"confidence"`
+	Channel    int     `json:"channel"`
+	Transcript string  `json:"transcript"`
+	Words      []Word  `json:"words"`
+	ID         string  `json:"id,omitempty"`
+}
+
+// maxFileSeconds bounds word times: Deepgram takes files up to 2 GB, far less than a
+// day of 16 kHz audio would need, so a larger value is garbage.
+const maxFileSeconds = 24 * 3600
+
+// ParseResponse parses and checks a 200 body. It rejects bodies that are not a
+// transcription response (no results.channels) and word times that are not finite,
+// negative, reversed or absurdly large, so nothing downstream turns garbage into
+// wall-clock times.
+func ParseResponse(b []byte) (*Response, error) {
+	var r Response
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("parse transcription response: %w", err)
+	}
+	if r.Results.Channels == nil {
+		return nil, errors.New("parse transcription response: no results.channels")
+	}
+	for _, ch := range r.Results.Channels {
+		for _, alt := range ch.Alternatives {
+			for _, w := range alt.Words {
+				if !(w.Start >= 0 && w.End >= w.Start && w.End <= maxFileSeconds) {
+					return nil, fmt.Errorf("parse transcription response: word %q has times %v..%v", w.Word, w.Start, w.End)
+				}
+			}
+		}
+	}
+	if math.IsNaN(r.Metadata.Duration) || r.Metadata.Duration < 0 {
+		return nil, errors.New("parse transcription response: bad metadata.duration")
+	}
+	return &r, nil
+}
+
+// Best returns the first alternative of the first channel, or nil if there is none.
+func (r *Response) Best() *Alternative {
+	if len(r.Results.Channels) == 0 || len(r.Results.Channels[0].Alternatives) == 0 {
+		return nil
+	}
+	return &r.Results.Channels[0].Alternatives[0]
+}
+
+// Transcript is the best alternative's transcript ("" if there is none).
+func (r *Response) Transcript() string {
+	if a := r.Best(); a != nil {
+		return strings.TrimSpace(a.Transcript)
+	}
+	return ""
+}
+
+// ToUtterance maps the response onto one published utterance whose times are capture
+// wall-clock: start is the capture time of the file's first sample, dur the file's audio
+// length. The utterance spans its words when there are any, else the whole file.
+func (r *Response) ToUtterance(start time.Time, dur time.Duration, deviceID string) transcript.Utterance {
+	u := transcript.Utterance{Source: transcript.SourceSpool, RequestID: r.Metadata.RequestID,
+		DeviceID: deviceID, Start: start, End: start.Add(dur)}
+	a := r.Best()
+	if a == nil {
+		return u
+	}
+	u.Text = strings.TrimSpace(a.Transcript)
+	u.Confidence = a.Confidence
+	at := func(sec float64) time.Time { return start.Add(time.Duration(math.Round(sec * 1e9))) }
+	for _, w := range a.Words {
+		u.Words = append(u.Words, transcript.Word{Word: w.Word, Punctuated: w.PunctuatedWord,
+			Start: at(w.Start), End: at(w.End), Confidence: w.Confidence, Speaker: w.Speaker})
+	}
+	if len(a.Words) > 0 {
+		u.Start = u.Words[0].Start
+		u.End = u.Words[len(u.Words)-1].End
+	}
+	return u
+}
+
+// APIError is a refusal from the service (any non-2xx answer), parsed defensively:
+// Deepgram uses err_code/err_msg, some 5xx use error_code, and proxies send HTML.
+type APIError struct {
+	Status     int
+	Code       string // err_code or error_code
+	Message    string // err_msg, message, or the dg-error header
+	RequestID  string // dg-request-id header or body request_id
+	RetryAfter time.Duration
+	Attempts   int
+	// Body is the raw body (bounded), kept to store next to a moved-aside entry.
+	Body []byte
+}
+
+func (e *APIError) Error() string {
+	msg := e.Message
+	if msg == "" {
+		msg = "(no message)"
+	}
+	s := fmt.Sprintf("deepgram answered %d", e.Status)
+	if e.Code != "" {
+		s += " " + e.Code
+	}
+	s += ": " + msg
+	if e.RequestID != "" {
+		s += " (request_id " + e.RequestID + ")"
+	}
+	if e.Attempts > 1 {
+		s += fmt.Sprintf(" after %d attempts", e.Attempts)
+	}
+	return s
+}
+
+// ParseErrorBody fills Code, Message and RequestID from an error body when it is JSON.
+func ParseErrorBody(b []byte) (code, msg, requestID string) {
+	var j struct {
+		ErrCode   string `json:"err_code"`
+		ErrorCode string `json:"error_code"`
+		ErrMsg    string `json:"err_msg"`
+		Message   string `json:"message"`
+		Reason    string `json:"reason"`
+		RequestID string `json:"request_id"`
+	}
+	if json.Unmarshal(b, &j) != nil {
+		return "", "", ""
+	}
+	code = j.ErrCode
+	if code == "" {
+		code = j.ErrorCode
+	}
+	msg = j.ErrMsg
+	if msg == "" {
+		msg = j.Message
+	}
+	if msg == "" {
+		msg = j.Reason
+	}
+	return clean(code, 100), clean(msg, 500), clean(j.RequestID, 100)
+}
+
+// clean bounds and strips control characters from text that ends up in logs.
+func clean(s string, max int) string {
+	s = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, s)
+	if len(s) > max {
+		s = s[:max] + "..."
+	}
+	return strings.TrimSpace(s)
+}

@@ -1,0 +1,243 @@
+package batch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"testing"
+	"time"
+
+	"github.com/hark-audio/hark/transcript"
+)
+
+const goodResponse = `{"metadata":{"transaction_key":"deprecated","request_id":"3aa10412-aaaa","sha256":"5324",
+"created":"2025-07-16T23:57:37.934Z","duration":17.57,"channels":1,"models":["m"],"model_info":{"m":{"name":"x"}}},
+"results":{"channels":[{"alternatives":[{"transcript":"Yep. Sure.","confidence":0.9995,
+"words":[{"word":"yep","start":5.6,"end":6.1,"confidence":0.998,"punctuated_word":"Yep."},
+{"word":"sure","start":6.2,"end":6.5,"confidence":0.9,"punctuated_word":"Sure.","speaker":1}]}]}],
+"utterances":[{"start":0.42,"end":5.43,"confidence":0.88,"channel":0,"transcript":"x","words":[],"id":"u"}]}}`
+
+var responseSeeds = []struct {
+	body string
+	ok   bool
+}{
+	{goodResponse, true},
+	{`{"metadata":{"request_id":"r","duration":1},"results":{"channels":[]}}`, true},
+	{`{"metadata":{"request_id":"r"},"results":{"channels":[{"alternatives":[]}]}}`, true},
+	{`{"metadata":{},"results":{}}`, false},
+	{`{"err_code":"Bad Request","err_msg":"x"}`, false},
+	{`{"metadata":{},"results":{"channels":[{"alternatives":[{"words":[{"word":"a","start":2,"end":1}]}]}]}}`, false},
+	{`{"metadata":{},"results":{"channels":[{"alternatives":[{"words":[{"word":"a","start":-1,"end":1}]}]}]}}`, false},
+	{`{"metadata":{},"results":{"channels":[{"alternatives":[{"words":[{"word":"a","start":1,"end":1e300}]}]}]}}`, false},
+	{`{"metadata":{"duration":-3},"results":{"channels":[]}}`, false},
+	{`not json`, false},
+	{``, false},
+}
+
+func TestParseResponse(t *testing.T) {
+	for i, tc := range responseSeeds {
+		_, err := ParseResponse([]byte(tc.body))
+		if (err == nil) != tc.ok {
+			t.Errorf("seed %d: err %v", i, err)
+		}
+	}
+}
+
+func TestToUtterance(t *testing.T) {
+	r, err := ParseResponse([]byte(goodResponse))
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Date(2026, 11, 21, 6, 0, 0, 0, time.UTC)
+	u := r.ToUtterance(start, 10*time.Second, "kitchen")
+	if u.Text != "Yep. Sure." || u.Source != transcript.SourceSpool || u.RequestID != "3aa10412-aaaa" || u.DeviceID != "kitchen" {
+		t.Fatalf("utterance %+v", u)
+	}
+	if len(u.Words) != 2 || !u.Words[0].Start.Equal(start.Add(5600*time.Millisecond)) || !u.Words[1].End.Equal(start.Add(6500*time.Millisecond)) {
+		t.Fatalf("words %+v", u.Words)
+	}
+	if !u.Start.Equal(u.Words[0].Start) || !u.End.Equal(u.Words[1].End) || u.Words[1].Speaker == nil || *u.Words[1].Speaker != 1 || u.Words[0].Punctuated != "Yep." {
+		t.Fatalf("utterance times/fields %+v", u)
+	}
+	empty, _ := ParseResponse([]byte(responseSeeds[1].body))
+	e := empty.ToUtterance(start, 2*time.Second, "d")
+	if e.Text != "" || !e.Start.Equal(start) || !e.End.Equal(start.Add(2*time.Second)) {
+		t.Fatalf("empty %+v", e)
+	}
+}
+
+func FuzzParseResponse(f *testing.F) {
+	for _, tc := range responseSeeds {
+		f.Add([]byte(tc.body))
+	}
+	start := time.Date(2026, 11, 21, 6, 0, 0, 0, time.UTC)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, err := ParseResponse(b)
+		if err != nil {
+			return
+		}
+		u := r.ToUtterance(start, time.Second, "d")
+		for _, w := range u.Words {
+			if w.Start.Before(start) || w.End.Before(w.Start) || w.End.After(start.Add(25*time.Hour)) {
+				t.Fatalf("word times out of range: %+v", w)
+			}
+		}
+		if _, err := u.MarshalJSON(); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+var errorBodySeeds = []string{
+	`{"err_code":"INVALID_AUTH","err_msg":"Invalid credentials.","request_id":"r1"}`,
+	`{"error_code":"SERVICE_UNAVAILABLE","err_msg":"down"}`,
+	`{"message":"m","reason":"x"}`,
+	"<html>502 Bad Gateway</html>",
+	`{"err_msg":"line1\nline2\u0000"}`,
+	``,
+}
+
+func FuzzParseErrorBody(f *testing.F) {
+	for _, s := range errorBodySeeds {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		code, msg, rid := ParseErrorBody(b)
+		for _, s := range []string{code, msg, rid} {
+			for _, r := range s {
+				if r < 0x20 || r == 0x7f {
+					t.Fatalf("control character in %q", s)
+				}
+			}
+			if len(s) > 503 {
+				t.Fatalf("unbounded field of %d bytes", len(s))
+			}
+		}
+	})
+}
+
+func TestParseErrorBody(t *testing.T) {
+	for i, want := range [][3]string{
+		{"INVALID_AUTH", "Invalid credentials.", "r1"},
+		{"SERVICE_UNAVAILABLE", "down", ""},
+		{"", "m", ""},
+		{"", "", ""},
+		{"", "line1 line2", ""},
+		{"", "", ""},
+	} {
+		c, m, r := ParseErrorBody([]byte(errorBodySeeds[i]))
+		if [3]string{c, m, r} != want {
+			t.Errorf("seed %d: %q %q %q", i, c, m, r)
+		}
+	}
+}
+
+func TestJitter(t *testing.T) {
+	lo, hi := 100*time.Millisecond, 2*time.Second
+	seen := map[time.Duration]bool{}
+	for attempt := range 50 {
+		d := hi
+		if attempt < 5 {
+			d = lo << attempt
+		}
+		for range 20 {
+			got := Jitter(lo, hi, attempt)
+			if got < d/2 || got > d {
+				t.Fatalf("attempt %d: %v not in [%v, %v]", attempt, got, d/2, d)
+			}
+			seen[got] = true
+		}
+	}
+	if len(seen) < 100 {
+		t.Fatalf("only %d distinct delays: no jitter?", len(seen))
+	}
+	if Jitter(0, 0, 3) != 0 {
+		t.Fatal("zero bounds")
+	}
+}
+
+func TestBackoffRetryAfterCapped(t *testing.T) {
+	c := NewClient(ClientConfig{MaxRetryAfter: 5 * time.Second})
+	mk := func(status int, ra string) *http.Response {
+		return &http.Response{StatusCode: status, Header: http.Header{"Retry-After": {ra}}}
+	}
+	now := time.Now()
+	for _, tc := range []struct {
+		resp     *http.Response
+		min, max time.Duration
+	}{
+		{mk(429, "2"), 2 * time.Second, 2 * time.Second},
+		{mk(503, "3600"), 5 * time.Second, 5 * time.Second},
+		{mk(429, now.Add(time.Hour).UTC().Format(http.TimeFormat)), 5 * time.Second, 5 * time.Second},
+		{mk(429, "soon"), 50 * time.Millisecond, 100 * time.Millisecond},
+		{mk(500, "2"), 50 * time.Millisecond, 100 * time.Millisecond}, // Retry-After only on 429/503
+		{nil, 50 * time.Millisecond, 100 * time.Millisecond},
+	} {
+		got := c.backoff(100*time.Millisecond, time.Second, 0, tc.resp)
+		if got < tc.min || got > tc.max {
+			t.Errorf("%v: %v not in [%v, %v]", tc.resp, got, tc.min, tc.max)
+		}
+	}
+}
+
+func TestCheckRetry(t *testing.T) {
+	ctx := context.Background()
+	for status, want := range map[int]bool{200: false, 400: false, 401: false, 402: false, 403: false,
+		404: false, 408: true, 411: false, 413: false, 429: true, 500: true, 501: false, 502: true, 503: true, 504: true} {
+		got, _ := checkRetry(ctx, &http.Response{StatusCode: status}, nil)
+		if got != want {
+			t.Errorf("%d: retry %v", status, got)
+		}
+	}
+	if got, _ := checkRetry(ctx, nil, &url.Error{Op: "Post", URL: "http://x", Err: errors.New("connection refused")}); !got {
+		t.Error("connection error not retried")
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if got, _ := checkRetry(cctx, nil, errors.New("x")); got {
+		t.Error("retry after cancel")
+	}
+}
+
+func TestClassify(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want Class
+	}{
+		{&APIError{Status: 401}, ClassAuth},
+		{&APIError{Status: 402}, ClassAuth},
+		{&APIError{Status: 403}, ClassAuth},
+		{&APIError{Status: 400, Code: "Bad Request"}, ClassBadAudio},
+		{&APIError{Status: 400, Code: "INVALID_QUERY_PARAMETER"}, ClassConfig},
+		{&APIError{Status: 413}, ClassBadAudio},
+		{&APIError{Status: 415}, ClassBadAudio},
+		{&APIError{Status: 404}, ClassConfig},
+		{&APIError{Status: 408}, ClassTransient},
+		{&APIError{Status: 429}, ClassTransient},
+		{&APIError{Status: 503}, ClassTransient},
+		{&APIError{Status: 501}, ClassConfig},
+		{&NetError{Err: errors.New("refused")}, ClassTransient},
+		{&NetError{Err: context.DeadlineExceeded, Timeout: true}, ClassTransient},
+		{fmt.Errorf("upload: %w", context.Canceled), ClassCanceled},
+		{errors.New("open audio file: no such file"), ClassLocal},
+		{fmt.Errorf("%w: no results", ErrBadResponse), ClassTransient},
+	} {
+		if got := Classify(tc.err); got != tc.want {
+			t.Errorf("%v: %v, want %v", tc.err, got, tc.want)
+		}
+	}
+}
+
+func TestPrerecordedOptions(t *testing.T) {
+	live := url.Values{"encoding": {"linear16"}, "sample_rate": {"16000"}, "channels": {"1"}, "interim_results": {"true"},
+		"endpointing": {"300"}, "model": {"nova-3"}, "keyterm": {"a", "b"}, "smart_format": {"true"}}
+	got := PrerecordedOptions(live)
+	if got.Encode() != "keyterm=a&keyterm=b&model=nova-3&smart_format=true" {
+		t.Fatalf("got %s", got.Encode())
+	}
+	if live.Get("encoding") == "" {
+		t.Fatal("input modified")
+	}
+}

@@ -1,0 +1,276 @@
+package vad
+
+import (
+	"math"
+	"os"
+	"sort"
+	"strconv"
+)
+
+// Analysis is the VAD's view of one frame, for display and tuning (`hark vad`, health).
+type Analysis struct {
+	// LevelDBFS is the frame's level in the analysis band, dB relative to full scale.
+	LevelDBFS float64
+	// FloorDBFS is the adaptive noise floor the level is compared against.
+	FloorDBFS float64
+	// ThresholdDBFS is the level a frame must exceed to start speech.
+	ThresholdDBFS float64
+	// Speech is the VAD's decision for this frame (before pre-roll and hangover).
+	Speech bool
+	// Open says whether the gate is passing audio after this frame (including hangover).
+	Open bool
+}
+
+// Analysis-band filter: the VAD looks at its own copy of the audio, decimated 2:1 by
+// averaging sample pairs (a gentle low-pass, -3 dB at 4 kHz) and high-passed at 250 Hz
+// (4th-order Butterworth, -56 dB at 50 Hz), which removes the rumble, hum and brown-noise energy that carry
+// no speech and would otherwise dominate the level.
+const (
+	decimRate = 8000
+	hpCutHz   = 250
+	subFrames = 10 // 10 ms sub-frames inside each 100 ms frame
+	silentDB  = -120.0
+	// confirmFrames frames above threshold in a row start speech; the pre-roll covers them.
+	confirmFrames = 2
+	// smoothN frames of band power are averaged for the decision: speech is sustained over
+	// syllables while much noise (machinery) fluctuates frame to frame, so the average
+	// separates them better than one frame does. The delay this adds to an onset is
+	// covered by the pre-roll.
+	smoothN = 4
+	// strongDB above threshold starts speech on a single frame (loud, sudden onsets).
+	strongDB = 6.0
+	// warmupFrames is the history needed before the floor is trusted.
+	warmupFrames = 5
+	// floorQ is the percentile of the level history taken as the noise floor: it stays in
+	// the noise while speech fills less than 90% of the floor window.
+	floorQ = 0.10
+	// spreadLoQ..spreadHiQ is the part of the quiet-frame history whose width measures how
+	// much the noise itself fluctuates (P10-P2 is about 0.8 standard deviations of
+	// Gaussian levels, and much more for lumpy machine noise).
+	spreadLoQ = 0.02
+	spreadHiQ = 0.10
+	// spreadAlpha smooths that width over about 10 s: a percentile distance over a few
+	// hundred frames is itself noisy, and the threshold should not twitch with it.
+	spreadAlpha = 0.01
+	// holdMinDB: once speech has started (or the gate is open), frames count as speech
+	// while their level stays above threshold-ReleaseDB, but never closer than this to the
+	// floor, so steady noise cannot hold the gate open.
+	holdMinDB = 1.5
+	// spreadLoQ..floorQ is the part of the level history whose width measures how much the
+	// noise itself fluctuates (P10-P2 is about one standard deviation of Gaussian levels);
+	// it stays in the noise while speech fills less than 90% of the window.
+	// maxMargin caps the noise-driven part of the threshold: after long continuous speech
+	// the low tail of the history holds speech pauses and would overstate the spread.
+	maxMargin = 10.0
+	// spreadLoQ and spreadHiQ bound the part of the level history whose width measures how
+	// much the noise itself fluctuates; both stay in the noise while speech fills less than
+	// three quarters of the window.
+)
+
+type biquad struct{ b0, b1, b2, a1, a2 float64 }
+
+// highpass is one RBJ high-pass section; two with Q 0.5412 and 1.3066 make a 4th-order
+// Butterworth.
+func highpass(fc, fs, q float64) biquad {
+	w := 2 * math.Pi * fc / fs
+	cw, sw := math.Cos(w), math.Sin(w)
+	alpha := sw / (2 * q)
+	a0 := 1 + alpha
+	return biquad{
+		b0: (1 + cw) / 2 / a0, b1: -(1 + cw) / a0, b2: (1 + cw) / 2 / a0,
+		a1: -2 * cw / a0, a2: (1 - alpha) / a0,
+	}
+}
+
+// detector is the frame-level VAD: level in the analysis band, adaptive floor and spread,
+// hysteresis and onset confirmation. It owns no frames; it only reads samples.
+type detector struct {
+	cfg Config
+	hp1 biquad
+	hp2 biquad
+	// filter state (transposed direct form II)
+	z1, z2, z3, z4 float64
+
+	// all holds the levels of every recent frame: its low percentile is the floor, and it
+	// follows a changed noise level even while the detector thinks it hears speech.
+	all history
+	// quiet holds only frames judged not speech: the spread of its low tail measures how
+	// much the noise itself fluctuates without speech widening it.
+	quiet history
+
+	// pw holds the band power of the last smoothN frames: the decision looks at their mean.
+	pw    [smoothN]float64
+	pwPos int
+
+	// spread is the noise's spread (P10-P2 of the level history, dB), smoothed over time
+	// because a percentile distance over a few hundred frames is itself noisy.
+	spread float64
+
+	above  int  // consecutive frames above threshold
+	speech bool // current decision (hysteresis state)
+	last   Analysis
+}
+
+func newDetector(cfg Config) *detector {
+	d := &detector{
+		hp1: highpass(hpCutHz, decimRate, 0.5412),
+		hp2: highpass(hpCutHz, decimRate, 1.3066),
+	}
+	d.setConfig(cfg)
+	return d
+}
+
+// setConfig applies new settings at once. A shorter floor window keeps the newest history.
+func (d *detector) setConfig(cfg Config) {
+	d.cfg = cfg
+	w := clampInt(cfg.FloorWindowMS/100, warmupFrames, maxFloorWindow/100)
+	d.all.resize(w)
+	d.quiet.resize(w)
+}
+
+// power filters the frame into the analysis band and returns its mean power relative to
+// full scale (1.0 = a full-scale square wave).
+func (d *detector) power(s []int16) float64 {
+	f, h := d.hp1, d.hp2
+	z1, z2, z3, z4 := d.z1, d.z2, d.z3, d.z4
+	var e float64
+	i := 0
+	if len(s)%2 == 1 { // odd-length frames (never from capture) are tolerated
+		s = s[:len(s)-1]
+	}
+	for ; i+1 < len(s); i += 2 {
+		x := float64(int32(s[i])+int32(s[i+1])) * 0.5
+		y := f.b0*x + z1
+		z1 = f.b1*x - f.a1*y + z2
+		z2 = f.b2*x - f.a2*y
+		v := h.b0*y + z3
+		z3 = h.b1*y - h.a1*v + z4
+		z4 = h.b2*y - h.a2*v
+		e += v * v
+	}
+	d.z1, d.z2, d.z3, d.z4 = z1, z2, z3, z4
+	if len(s) == 0 {
+		return 0
+	}
+	return e / float64(len(s)/2) / (32768 * 32768)
+}
+
+func toDB(p float64) float64 {
+	if p <= 1e-12 {
+		return silentDB
+	}
+	return 10 * math.Log10(p)
+}
+
+// history is a window of levels kept both in arrival order (a ring) and sorted, so a
+// percentile costs one insertion and one removal per frame and no allocation.
+type history struct {
+	ring   [maxFloorWindow / 100]float64
+	sorted []float64
+	pos, n int
+	w      int
+}
+
+func (h *history) push(l float64) {
+	if h.sorted == nil {
+		h.sorted = make([]float64, 0, len(h.ring))
+	}
+	if h.n == h.w {
+		old := h.ring[h.pos]
+		i := sort.SearchFloat64s(h.sorted, old)
+		h.sorted = append(h.sorted[:i], h.sorted[i+1:]...)
+	} else {
+		h.n++
+	}
+	h.ring[h.pos] = l
+	h.pos = (h.pos + 1) % h.w
+	i := sort.SearchFloat64s(h.sorted, l)
+	h.sorted = append(h.sorted, 0)
+	copy(h.sorted[i+1:], h.sorted[i:])
+	h.sorted[i] = l
+}
+
+// resize changes the window, keeping the newest values.
+func (h *history) resize(w int) {
+	if w == h.w {
+		return
+	}
+	keep := min(h.n, w)
+	var tmp [maxFloorWindow / 100]float64
+	for i := 0; i < keep; i++ {
+		tmp[i] = h.ring[((h.pos-keep+i)%h.w+h.w)%h.w] // keep > 0 implies h.w > 0
+	}
+	copy(h.ring[:], tmp[:keep])
+	h.w, h.n, h.pos = w, keep, keep%w
+	if h.sorted == nil {
+		h.sorted = make([]float64, 0, len(h.ring))
+	}
+	h.sorted = append(h.sorted[:0], tmp[:keep]...)
+	sort.Float64s(h.sorted)
+}
+
+// quantile returns the q-quantile of the window (def when empty).
+func (h *history) quantile(q, def float64) float64 {
+	if len(h.sorted) == 0 {
+		return def
+	}
+	return h.sorted[int(q*float64(len(h.sorted)-1)+0.5)]
+}
+
+// analyze decides one frame. The floor and spread are measured on the history before this
+// frame, so a loud onset is judged against the noise that preceded it.
+func (d *detector) analyze(s []int16, open bool) Analysis {
+	p := d.power(s)
+	inst := toDB(p)
+	d.pw[d.pwPos] = p
+	d.pwPos = (d.pwPos + 1) % smoothN
+	var sum float64
+	for _, v := range d.pw {
+		sum += v
+	}
+	l := toDB(sum / smoothN)
+	floor := d.all.quantile(floorQ, silentDB)
+	spread := d.quiet.quantile(spreadHiQ, 0) - d.quiet.quantile(spreadLoQ, 0)
+	if d.quiet.n >= warmupFrames {
+		if d.spread == 0 {
+			d.spread = spread
+		}
+		d.spread += spreadAlpha * (spread - d.spread)
+	}
+	margin := d.cfg.ThresholdDB
+	if m := d.cfg.NoiseFactor * d.spread; m > margin {
+		margin = m
+	}
+	if margin > maxMargin && maxMargin > d.cfg.ThresholdDB {
+		margin = maxMargin
+	}
+	thr := floor + margin
+	if thr < d.cfg.MinLevelDBFS {
+		thr = d.cfg.MinLevelDBFS
+	}
+	ready := d.all.n >= warmupFrames
+	if !ready {
+		floor, thr = l, l+margin
+	}
+	switch {
+	case !ready:
+		d.above, d.speech = 0, false
+	case d.speech || open:
+		hold := math.Max(thr-d.cfg.ReleaseDB, floor+holdMinDB)
+		d.speech = l > hold && l > d.cfg.MinLevelDBFS
+	case l > thr || inst > thr+strongDB:
+		d.above++
+		d.speech = d.above >= confirmFrames || inst > thr+strongDB
+	default:
+		d.above = 0
+	}
+	if !d.speech && l <= thr {
+		d.above = 0
+	}
+	d.all.push(inst)
+	if !d.speech {
+		d.quiet.push(inst)
+	}
+	d.last = Analysis{LevelDBFS: l, FloorDBFS: floor, ThresholdDBFS: thr, Speech: d.speech}
+	return d.last
+}
