@@ -156,7 +156,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.log.Info("deepgram api key loaded", "from", keyFrom)
 
 	// 1. The spool: opened first because everything after it may need to hand it audio.
-	sp, err := spool.Open(cfg.Spool.Dir, spool.Limits{MaxBytes: cfg.Spool.MaxBytes, MaxAge: cfg.Spool.MaxAge.D()}, a.opts.Logger.With("component", "spool"))
+	sp, err := spool.Open(cfg.Spool.Dir, spool.Limits{MaxBytes: cfg.Spool.MaxBytes, MaxAge: cfg.Spool.MaxAge.D()}, a.opts.Logger)
 	if err != nil {
 		return fmt.Errorf("open spool: %w", err)
 	}
@@ -180,9 +180,9 @@ func (a *Agent) Run(ctx context.Context) error {
 
 	// 4. The uplinks.
 	client := batch.NewClient(batch.ClientConfig{URL: cfg.Deepgram.PrerecordedURL, APIKey: apiKey,
-		Logger: a.opts.Logger.With("component", "batch")})
+		Logger: a.opts.Logger})
 	a.uploader = batch.NewUploader(sp, client, batch.UploaderConfig{Concurrency: cfg.Spool.Concurrency,
-		Logger: a.opts.Logger.With("component", "uploader"), Publish: a.publishSpooled})
+		Logger: a.opts.Logger, Publish: a.publishSpooled})
 	a.uplink = live.New(a.liveConfig(cfg, apiKey), a.liveHandler())
 
 	// Each goroutine has its own done channel because they stop at different points of the
@@ -344,7 +344,7 @@ func (a *Agent) captureConfig(cfg config.Config) capture.Config {
 	return capture.Config{
 		Device: cfg.Capture.Device, Input: cfg.Capture.Input, Backend: cfg.Capture.Backend,
 		SampleRate: cfg.Capture.SampleRate, Realtime: cfg.Capture.Realtime, RingMS: cfg.Capture.RingMS,
-		Stdin: a.opts.Stdin, Logger: a.opts.Logger.With("component", "capture"),
+		Stdin: a.opts.Stdin, Logger: a.opts.Logger,
 		OnEvent: func(ev capture.Event) {
 			attrs := map[string]any{}
 			if ev.Err != nil {

@@ -328,7 +328,9 @@ func checkNoLeak(t *testing.T, before int) {
 // gated silences) and checks the JSON lines: texts in order, source live, and every
 // utterance's capture times within 100 ms of the sentence's known position.
 func TestRunTranscribesAndMapsTimes(t *testing.T) {
+	// Registered first, so it runs last: after every other cleanup (broker, emulator, agent).
 	before := runtime.NumGoroutine()
+	t.Cleanup(func() { checkNoLeak(t, before) })
 	d := loadDemo(t)
 	emu := dgemu.NewServer(dgemu.Config{Utterances: d.lines})
 	// Paced like a microphone: the live service takes audio at about real time, and a
@@ -390,5 +392,100 @@ func TestRunTranscribesAndMapsTimes(t *testing.T) {
 		t.Errorf("emulator heard %.1f s of the %.1f s fed; want the speech plus pre-roll and hangover only", heard, pos)
 	}
 	emu.Close()
-	checkNoLeak(t, before)
+}
+
+// feedSentence feeds sentence i of the demo with 0.6 s of lead-in and tail, then gap
+// seconds of silence, and returns its known span in fed-audio seconds (from pos).
+func (h *harness) feedSentence(d *demo, i int, pos *float64, gap float64) span {
+	sp := d.spans[i]
+	from, to := max(0, sp.Start-0.6), sp.End+0.6
+	h.feed(d.pcm(from, to))
+	known := span{sp.Text, *pos + sp.Start - from, *pos + sp.End - from}
+	*pos += to - from
+	h.feed(silence(gap))
+	*pos += gap
+	return known
+}
+
+// TestDropMidUtteranceGoesToSpool cuts the TCP connection in the middle of the second
+// sentence and refuses the next reconnects: the part of the sentence without a live final
+// must come back from the spool through the pre-recorded endpoint, with its original
+// capture times and source "spool", and no audio may be transcribed twice.
+func TestDropMidUtteranceGoesToSpool(t *testing.T) {
+	// Registered first, so it runs last: after every other cleanup (broker, emulator, agent).
+	before := runtime.NumGoroutine()
+	t.Cleanup(func() { checkNoLeak(t, before) })
+	d := loadDemo(t)
+	emu := dgemu.NewServer(dgemu.Config{Utterances: d.lines})
+	defer emu.Close()
+	h := newHarness(t, emu, "capture:\n  realtime: true\n")
+	h.start()
+	pos := 0.0
+	var known []span
+	known = append(known, h.feedSentence(d, 0, &pos, 3))
+	first := h.next(20 * time.Second)
+	if first.Text != d.lines[0] || first.Source != transcript.SourceLive {
+		t.Fatalf("first utterance %q from %s, want %q live", first.Text, first.Source, d.lines[0])
+	}
+	sessions := emu.Sessions()
+	if len(sessions) != 1 {
+		t.Fatalf("%d sessions, want 1", len(sessions))
+	}
+	// Cut one second into the next sentence's speech (pre-roll is 0.5 s), and refuse the
+	// next two reconnects so the rest of the sentence cannot go live either.
+	emu.DropAfterAudio(sessions[0].AudioBytes + int64(1.5*audio.SampleRate*2))
+	emu.RefuseHandshakes(dgemu.Times(2, dgemu.Refusal{Status: 503})...)
+	known = append(known, h.feedSentence(d, 1, &pos, 4))
+	known = append(known, h.feedSentence(d, 2, &pos, 3))
+	h.endInput()
+
+	got := append([]transcript.Utterance{first}, h.rest()...)
+	t0 := first.Start.Add(-time.Duration(known[0].Start * float64(time.Second)))
+	at := func(s float64) time.Time { return t0.Add(time.Duration(s * float64(time.Second))) }
+	var spooled []transcript.Utterance
+	for i, u := range got {
+		t.Logf("utterance %d: %s %s..%s %q", i, u.Source, u.Start.Sub(t0), u.End.Sub(t0), u.Text)
+		if u.Source == transcript.SourceSpool {
+			spooled = append(spooled, u)
+		}
+		for _, v := range got[i+1:] {
+			if u.Start.Before(v.End) && v.Start.Before(u.End) {
+				t.Errorf("utterances overlap in time (audio transcribed twice): %s..%s and %s..%s",
+					u.Start.Sub(t0), u.End.Sub(t0), v.Start.Sub(t0), v.End.Sub(t0))
+			}
+		}
+	}
+	if len(spooled) == 0 {
+		t.Fatal("nothing came from the spool")
+	}
+	// The spooled audio is the second sentence: it lies within it, times mapped from the file.
+	lo, hi := at(known[1].Start-0.2), at(known[1].End+0.2)
+	for _, u := range spooled {
+		if u.Start.Before(lo) || u.End.After(hi) || u.Text == "" || u.RequestID == "" {
+			t.Errorf("spooled utterance %s..%s %q outside the second sentence %s..%s", u.Start.Sub(t0), u.End.Sub(t0), u.Text,
+				lo.Sub(t0), hi.Sub(t0))
+		}
+	}
+	// Every pre-recorded request corresponds to one published utterance: none repeated.
+	var posts int
+	for _, r := range emu.Requests() {
+		if r.Status == 200 {
+			posts++
+		}
+	}
+	if posts != len(spooled) {
+		t.Errorf("%d successful uploads, %d spooled utterances published", posts, len(spooled))
+	}
+	// The third sentence is heard: live again (or spooled, if the reconnect was still
+	// backing off), and covered by some utterance.
+	covered := false
+	for _, u := range got {
+		if !u.End.Before(at(known[2].Start)) && !u.Start.After(at(known[2].End)) {
+			covered = true
+		}
+	}
+	if !covered {
+		t.Error("the third sentence was lost")
+	}
+	emu.Close()
 }

@@ -205,6 +205,34 @@ type openDevice struct {
 	closing atomic.Bool
 }
 
+// releaseTimeout bounds how long releasing a device may take. Measured: after the
+// PulseAudio server was killed, ma_device_uninit never returned (miniaudio's PulseAudio
+// worker waits on a main loop whose server is gone), which would freeze the reopen loop.
+const releaseTimeout = 3 * time.Second
+
+// abandonedDevices counts devices whose release never returned; each holds one goroutine
+// stuck in C for the life of the process.
+var abandonedDevices atomic.Int64
+
+// release closes o, giving up (and leaking it) if miniaudio does not return in time.
+func (s *Source) release(o *openDevice) {
+	o.closing.Store(true) // from now on the callbacks ignore this device
+	done := make(chan struct{})
+	go func() {
+		o.close()
+		close(done)
+	}()
+	t := time.NewTimer(releaseTimeout)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+		n := abandonedDevices.Add(1)
+		s.log.Error("capture device did not close; abandoning it", "device", o.name, "backend", o.backend,
+			"timeout", releaseTimeout, "abandoned_total", n)
+	}
+}
+
 func (o *openDevice) close() {
 	o.closing.Store(true)
 	o.dev.Uninit()
@@ -257,7 +285,12 @@ func (m *micInput) openWith(bc backendChoice, want string) (*openDevice, error) 
 	dc.SampleRate = audio.SampleRate
 	dc.Resampling.Algorithm = malgo.ResampleAlgorithmLinear
 	dc.Resampling.Linear.LpfOrder = 8 // miniaudio's maximum: the low-pass that keeps aliasing out
-	dc.PeriodSizeInMilliseconds = 20
+	// Latency matters little here (frames are 100 ms and the gate has a pre-roll); slack
+	// does. miniaudio sizes the server/driver buffer as period x periods (PulseAudio's
+	// maxlength), and audio is lost there whenever this process is late by more than that:
+	// with 20 ms x 3, a loaded test machine lost most of its audio. 50 ms x 8 = 400 ms.
+	dc.PeriodSizeInMilliseconds = 50
+	dc.Periods = 8
 	name := "default"
 	var idPtr unsafe.Pointer
 	if dev != nil {
@@ -278,6 +311,9 @@ func (m *micInput) openWith(bc backendChoice, want string) (*openDevice, error) 
 	cb := malgo.DeviceCallbacks{
 		Data: func(_, in []byte, frames uint32) {
 			// C thread, buffer valid only now: copy and return.
+			if o.closing.Load() {
+				return
+			}
 			now := time.Now()
 			n := int(frames)
 			if n > len(in)/2 {
@@ -404,7 +440,7 @@ func (s *Source) superviseMic(ctx context.Context, m *micInput, o *openDevice, r
 	cur := o // the open device, nil while reopening
 	defer func() {
 		if cur != nil {
-			cur.close()
+			s.release(cur)
 		}
 	}()
 	check := time.NewTicker(s.cfg.StallTimeout / 4)
@@ -442,7 +478,7 @@ func (s *Source) superviseMic(ctx context.Context, m *micInput, o *openDevice, r
 		s.stats.State = StateLost
 		s.mu.Unlock()
 		s.event(Event{Type: EventDeviceLost, Err: reason, Device: o.name})
-		cur.close()
+		s.release(cur)
 		cur = nil
 		m.ring.discontinuity()
 

@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -57,7 +56,7 @@ func (p *pulseServer) start() {
 		p.t.Fatal(err)
 	}
 	p.keep = exec.Command("pacat", "--playback", "--device=vsink", "--raw", "--format=s16le",
-		"--rate=16000", "--channels=1", "--latency-msec=20")
+		"--rate=16000", "--channels=1", "--latency-msec=100")
 	p.keep.Env, p.keep.Stdin = p.env(), zero
 	if err := p.keep.Start(); err != nil {
 		p.t.Fatalf("pacat: %v", err)
@@ -82,6 +81,9 @@ func (p *pulseServer) start() {
 }
 
 func (p *pulseServer) stop() {
+	if p.keep == nil {
+		return // not running
+	}
 	_ = p.run("pulseaudio", "--kill")
 	if p.keep != nil {
 		p.keep.Process.Kill()
@@ -272,7 +274,7 @@ func playAndFind(t *testing.T, p *pulseServer, r *recorder, sig []int16, wav str
 	t.Helper()
 	fromFrame = r.count()
 	playStart = time.Now()
-	if err := p.run("paplay", "--latency-msec=50", "--device=vsink", wav); err != nil {
+	if err := p.run("paplay", "--latency-msec=200", "--device=vsink", wav); err != nil {
 		t.Fatalf("paplay: %v", err)
 	}
 	// Keep capturing a second after paplay returns so the tail is in.
@@ -286,7 +288,7 @@ func playAndFind(t *testing.T, p *pulseServer, r *recorder, sig []int16, wav str
 // the audio that was played, measures start-up latency and delivered rate, then kills the
 // server mid-capture, restarts it and checks the Source recovers.
 func TestPulseAudioCapture(t *testing.T) {
-	before := runtime.NumGoroutine()
+	before, _ := goroutines()
 	p := startPulse(t)
 	sig := testSignal(3)
 	wav := filepath.Join(t.TempDir(), "sig.wav")
@@ -343,23 +345,6 @@ func TestPulseAudioCapture(t *testing.T) {
 	sigAt := startFrame.Time.Add(time.Duration(lag%audio.FrameSamples) * samplePeriod)
 	t.Logf("signal found at lag %d samples, normalized correlation %.4f; its capture time is %v after paplay started",
 		lag, corr, sigAt.Sub(playStart).Round(time.Millisecond))
-	if os.Getenv("HARK_DUMP") != "" {
-		got := r.samplesFrom(from)
-		os.WriteFile("/tmp/cap_got.raw", audio.AppendPCM(nil, got), 0o644)
-		os.WriteFile("/tmp/cap_ref.raw", audio.AppendPCM(nil, sig), 0o644)
-		for w := 0; w+4000 <= len(sig); w += 4000 {
-			for d := -3; d <= 3; d++ {
-				var sxy, sxx, syy float64
-				for i := w; i < w+4000; i++ {
-					x, y := float64(sig[i]), float64(got[lag+d+i])
-					sxy += x * y
-					sxx += x * x
-					syy += y * y
-				}
-				t.Logf("window %d lag%+d: corr %.3f gain %.3f", w/4000, d, sxy/math.Sqrt(sxx*syy), math.Sqrt(syy/sxx))
-			}
-		}
-	}
 	if corr < 0.9 {
 		t.Fatalf("captured audio does not match what was played: peak correlation %.3f", corr)
 	}
@@ -430,5 +415,11 @@ func TestPulseAudioCapture(t *testing.T) {
 
 	s.Close()
 	<-r.done
+	p.stop()
+	// A device miniaudio could not release holds one goroutine in C for good; the test
+	// reports it rather than hiding it.
+	if n := abandonedDevices.Load(); n > 0 {
+		t.Logf("%d lost device(s) could not be released by miniaudio and were abandoned", n)
+	}
 	checkGoroutines(t, before)
 }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"os"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -34,7 +33,7 @@ func collect(t *testing.T, s *Source, timeout time.Duration) []audio.Frame {
 }
 
 func TestFileInputFastAndPaced(t *testing.T) {
-	before := runtime.NumGoroutine()
+	before, _ := goroutines()
 	path := writeTemp(t, "tone.wav", sineWAV(48000, 2, 440, 0.4, 1.05)) // 10.5 frames
 	for _, realtime := range []bool{false, true} {
 		start := time.Now()
@@ -88,7 +87,7 @@ func TestFileInputErrors(t *testing.T) {
 }
 
 func TestStdinRaw(t *testing.T) {
-	before := runtime.NumGoroutine()
+	before, _ := goroutines()
 	pr, pw := io.Pipe()
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -190,7 +189,7 @@ func TestBackendSelection(t *testing.T) {
 
 // The null backend really opens and delivers frames of silence at about real time.
 func TestNullBackendDeliversSilence(t *testing.T) {
-	before := runtime.NumGoroutine()
+	before, _ := goroutines()
 	var events []Event
 	var mu sync.Mutex
 	s, err := Open(context.Background(), Config{Backend: "null", OnEvent: func(e Event) {

@@ -19,7 +19,8 @@
 // KeepAlive, Finalize, CloseStream and the legacy empty binary frame; the idle timer
 // (Metadata then 1011 with the service's NET-0001 sentence); 1008 DATA-0000 for audio that
 // cannot be linear16 (odd byte counts, JSON sent as binary, headerless audio without
-// encoding); an optional realtime limit (Config.RealtimeLimit).
+// encoding); an optional realtime limit (Config.RealtimeLimit), concurrency limit
+// (Config.MaxStreams, 429) and service latency (Config.ResultsDelay).
 //
 // Pre-recorded (POST /v1/listen): WAV bodies (any PCM format audio.NewWAVReader reads) or
 // raw linear16 with encoding and sample_rate; the 200 response shape with file-relative
@@ -50,10 +51,16 @@
 //
 // # Faults and observation
 //
-// Tests call these at any time: RefuseHandshakes, FailRequests (queued statuses with
-// optional Retry-After), SetHandshakeDelay, DropSessions, DropAfterAudio, StopReading /
-// ResumeReading, CloseSessions, FailNET0000. Sessions, Requests, WaitSession, WaitRequest and
-// Changed let a test wait for "closed with 1011" or "three KeepAlives seen" without sleeping.
+// Tests call these at any time: RefuseHandshakes and FailRequests (queued statuses with
+// optional Retry-After; Times repeats one), SetHandshakeDelay, DropSessions, DropAfterAudio,
+// StopReading / ResumeReading, CloseSessions, FailNET0000, SetUtterances. Sessions and
+// Requests return snapshots (request id, query, auth form, audio bytes and seconds,
+// KeepAlive/Finalize/CloseStream counts, results sent, transcripts, close codes); WaitSession,
+// WaitRequest and Changed let a test wait for "closed with 1011" or "three KeepAlives seen"
+// without sleeping:
+//
+//	si, err := srv.WaitSession(ctx, func(si dgemu.SessionInfo) bool { return si.Closed })
+//	// si.CloseCode == 1011, si.CloseReason == dgemu.ReasonNET0001
 //
 // The close reasons are the service's sentences: NET-0001 and NET-0000 appear only as
 // "dpgr.am/net0001" / "dpgr.am/net0000" inside them, so clients must match the code

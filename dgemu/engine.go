@@ -97,7 +97,7 @@ type transcriber struct {
 	emit        func(any)             // live messages out (nil on the pre-recorded path)
 
 	cur           *utt
-	pending       []*utt // closed, words not yet sent in a final
+	pending       []*utt // closed, words not yet sent in a final (live path)
 	closed        []*utt // every closed utterance (pre-recorded path)
 	finalWin      int    // window where the next final's segment starts
 	lastResultWin int
@@ -184,8 +184,11 @@ func (t *transcriber) closeUtt() {
 		u.tokens = describe(t.an.time(u.lastWin+1) - t.an.time(u.startWin))
 	}
 	u.words = t.spread(u, u.tokens)
+	if t.emit == nil {
+		t.closed = append(t.closed, u) // the pre-recorded path lists every utterance
+		return
+	}
 	t.pending = append(t.pending, u)
-	t.closed = append(t.closed, u)
 }
 
 // spread gives each token an equal share of the utterance's speech time, so words sit on

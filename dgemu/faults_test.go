@@ -165,6 +165,9 @@ func TestCloseWithOpenSessions(t *testing.T) {
 		t.Fatal(err)
 	}
 	c1.conn.WriteMessage(websocket.BinaryMessage, tone(0.1))
+	if _, err := s.WaitSession(ctxT(t), func(si SessionInfo) bool { return si.AudioBytes > 0 }); err != nil {
+		t.Fatal(err)
+	}
 	s.StopReading()
 	s.SetHandshakeDelay(time.Hour)
 	slow := make(chan error, 1)
@@ -172,9 +175,6 @@ func TestCloseWithOpenSessions(t *testing.T) {
 		_, err := tryDial(s, liveQuery(), http.Header{"Authorization": {"Token " + testKey}})
 		slow <- err
 	}()
-	if _, err := s.WaitSession(ctxT(t), func(si SessionInfo) bool { return si.AudioBytes > 0 }); err != nil {
-		t.Fatal(err)
-	}
 	s.Close()
 	<-c1.done
 	<-c2.done
@@ -209,4 +209,80 @@ func TestNoLeakAfterTraffic(t *testing.T) {
 		}
 	}()
 	checkNoLeak(t, before)
+}
+
+// TestResultsDelay: with service latency, a client that closes right after CloseStream (as
+// the Go SDK's Stop does) loses the last results and Metadata; one that reads until the
+// close frame gets them all, in order.
+func TestResultsDelay(t *testing.T) {
+	s := newTestServer(t, Config{Utterances: []string{"late"}, ResultsDelay: 300 * time.Millisecond})
+	c := dial(t, s, liveQuery())
+	start := time.Now()
+	c.sendAudio(concat(tone(1), silence(0.2)), 3200) // the utterance is still open
+	c.sendText(`{"type":"CloseStream"}`)
+	m := c.next("Results")
+	if el := time.Since(start); el < 300*time.Millisecond {
+		t.Errorf("first result after %v, delay is 300 ms", el)
+	}
+	if transcriptOf(m) != "late" {
+		t.Errorf("final %v", m)
+	}
+	ms, err := c.collect()
+	if !websocket.IsCloseError(err, 1000) || len(ms) != 1 || ms[0]["type"] != "Metadata" {
+		t.Fatalf("%v %v", err, ms)
+	}
+
+	// The SDK's way: CloseStream, 100 ms, close.
+	c2 := dial(t, s, liveQuery())
+	c2.sendAudio(concat(tone(1), silence(0.2)), 3200)
+	c2.sendText(`{"type":"CloseStream"}`)
+	time.Sleep(100 * time.Millisecond) // paces like the SDK's Stop
+	c2.conn.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(1000, ""))
+	ms, _ = c2.collect()
+	if len(ms) != 0 {
+		t.Errorf("a client closing early still got %v", ms)
+	}
+}
+
+func TestMaxStreams(t *testing.T) {
+	s := newTestServer(t, Config{MaxStreams: 2})
+	dial(t, s, liveQuery())
+	c2 := dial(t, s, liveQuery())
+	c, err := tryDial(s, liveQuery(), http.Header{"Authorization": {"Token " + testKey}})
+	if err == nil || c.resp.StatusCode != 429 {
+		t.Fatalf("third stream: %v", err)
+	}
+	c2.conn.Close()
+	if _, err := s.WaitSession(ctxT(t), func(si SessionInfo) bool { return si.Closed }); err != nil {
+		t.Fatal(err)
+	}
+	dial(t, s, liveQuery()).conn.Close()
+}
+
+func TestPingDoesNotResetIdle(t *testing.T) {
+	s := newTestServer(t, Config{IdleTimeout: 400 * time.Millisecond})
+	c := dial(t, s, liveQuery())
+	stop := make(chan struct{})
+	pinged := make(chan struct{})
+	go func() {
+		defer close(pinged)
+		tk := time.NewTicker(100 * time.Millisecond)
+		defer tk.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tk.C:
+				if c.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(time.Second)) != nil {
+					return
+				}
+			}
+		}
+	}()
+	_, err := c.collect()
+	close(stop)
+	<-pinged
+	if code, reason := closeCode(err); code != 1011 || !strings.Contains(reason, "net0001") {
+		t.Fatalf("pings kept the stream open or it closed otherwise: %v", err)
+	}
 }

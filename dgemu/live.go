@@ -75,23 +75,55 @@ func (s *Server) serveLive(w http.ResponseWriter, r *http.Request, reqID string)
 		refuse(w, reqID, Refusal{Status: http.StatusForbidden})
 		return
 	}
+	// The concurrency limit counts from here, before the 101, so a client that saw its
+	// handshake succeed is always counted.
+	s.mu.Lock()
+	full := s.cfg.MaxStreams > 0 && s.streams >= s.cfg.MaxStreams
+	if !full {
+		s.streams++
+	}
+	s.mu.Unlock()
+	if full {
+		log.Info("handshake refused: concurrency limit", "status", 429, "max_streams", s.cfg.MaxStreams)
+		refuse(w, reqID, Refusal{Status: http.StatusTooManyRequests})
+		return
+	}
 	hdr := http.Header{}
 	hdr.Set("dg-request-id", reqID)
+	// A client may act on the session as soon as it sees the 101, before it is registered
+	// below: Sessions and the faults wait for upgrades in flight.
+	s.mu.Lock()
+	s.upgrading++
+	s.mu.Unlock()
+	registered := false
+	defer func() {
+		if !registered {
+			s.mu.Lock()
+			s.upgrading--
+			s.notifyLocked()
+			s.mu.Unlock()
+		}
+	}()
 	conn, err := upgrader.Upgrade(w, r, hdr)
 	if err != nil {
 		// Upgrade has already answered the client.
 		log.Debug("upgrade failed", "err", err)
+		s.mu.Lock()
+		s.streams--
+		s.mu.Unlock()
 		return
 	}
 	mi, _ := knownModel(opts.Model)
 	ss := &session{
-		srv:   s,
-		conn:  conn,
-		opts:  opts,
-		log:   log,
-		hash:  sha256.New(),
-		model: mi,
-		killc: make(chan struct{}),
+		srv:        s,
+		conn:       conn,
+		opts:       opts,
+		log:        log,
+		hash:       sha256.New(),
+		model:      mi,
+		killc:      make(chan struct{}),
+		out:        make(chan outMsg, 1024),
+		writerDone: make(chan struct{}),
 		info: SessionInfo{
 			RequestID: reqID, Query: cloneValues(r.URL.Query()), AuthMethod: method,
 			Options: opts, Started: time.Now(),
@@ -107,9 +139,13 @@ func (s *Server) serveLive(w http.ResponseWriter, r *http.Request, reqID string)
 	}
 	conn.SetReadLimit(maxMessage)
 	s.mu.Lock()
+	s.upgrading--
+	registered = true
 	s.sessions = append(s.sessions, ss)
+	s.sessions = trimClosed(s.sessions, func(x *session) bool { return x.info.Closed })
 	s.notifyLocked()
 	s.mu.Unlock()
+	go ss.writeLoop()
 	log.Info("session opened", "auth", method, "query", r.URL.RawQuery)
 	if len(opts.Unknown) > 0 {
 		log.Debug("unknown query parameters ignored", "params", opts.Unknown)
@@ -118,7 +154,9 @@ func (s *Server) serveLive(w http.ResponseWriter, r *http.Request, reqID string)
 }
 
 // session is one live connection. Its run goroutine (the HTTP handler's) owns reading and
-// the transcriber; writes come from it and from faults, serialised by wmu.
+// the transcriber; its writer goroutine owns every data-frame write, in order, each after
+// Config.ResultsDelay. Faults enqueue through the same path (closeWith) or cut the
+// connection (drop, kill).
 type session struct {
 	srv   *Server
 	conn  *websocket.Conn
@@ -142,13 +180,27 @@ type session struct {
 	rate     int
 	channels int
 
-	wmu       sync.Mutex
-	closeSent bool
-	dropped   bool
-	killOnce  sync.Once
-	killc     chan struct{}
+	// wmu guards the two flags and makes enqueueing atomic (Metadata and the close frame
+	// go in together); the writer never takes it.
+	wmu        sync.Mutex
+	closeSent  bool // a close frame is queued: nothing more is sent
+	dropped    bool
+	out        chan outMsg
+	writerDone chan struct{}
+	killOnce   sync.Once
+	killc      chan struct{}
 
 	info SessionInfo // guarded by srv.mu
+}
+
+// outMsg is one queued server frame: a JSON text message, or the close frame.
+type outMsg struct {
+	due    time.Time
+	v      any
+	b      []byte
+	close  bool
+	code   int
+	reason string
 }
 
 func (ss *session) snapshotLocked() SessionInfo {
@@ -170,7 +222,7 @@ func (ss *session) startTranscriber() {
 		func() (string, bool) { return ss.srv.nextFixture(true) }, ss.send, ss.meta)
 }
 
-// kill ends the session at once (server Close): no close frame.
+// kill ends the session at once (server Close, drop): no close frame.
 func (ss *session) kill() {
 	ss.killOnce.Do(func() { close(ss.killc) })
 	_ = ss.conn.NetConn().Close()
@@ -178,33 +230,73 @@ func (ss *session) kill() {
 
 // drop cuts the TCP connection without a close frame (fault).
 func (ss *session) drop() {
+	ss.kill() // first: it unblocks an enqueuer holding wmu
 	ss.wmu.Lock()
 	ss.dropped = true
 	ss.wmu.Unlock()
 	ss.update(func(si *SessionInfo) { si.Dropped = true })
-	ss.log.Info("dropping connection (fault)")
-	ss.kill()
+	ss.log.Info("dropped connection (fault)")
 }
 
-// send writes one server message (JSON text) and records it.
+// enqueueLocked queues frames for the writer; wmu is held. A full queue (a client that
+// does not read) blocks the caller, as a real server's reader would stall.
+func (ss *session) enqueueLocked(ms ...outMsg) {
+	for _, m := range ms {
+		select {
+		case ss.out <- m:
+		case <-ss.killc:
+			return
+		}
+	}
+}
+
+// send queues one server message (JSON text).
 func (ss *session) send(v any) {
 	b, err := json.Marshal(v)
 	if err != nil {
 		panic(err) // our own types always marshal
 	}
 	ss.wmu.Lock()
+	defer ss.wmu.Unlock()
 	if ss.closeSent || ss.dropped {
-		ss.wmu.Unlock()
 		return
 	}
-	_ = ss.conn.SetWriteDeadline(time.Now().Add(writeTimeout))
-	err = ss.conn.WriteMessage(websocket.TextMessage, b)
-	ss.wmu.Unlock()
-	if err != nil {
-		ss.log.Debug("write failed", "err", err)
-		_ = ss.conn.NetConn().Close()
-		return
+	ss.enqueueLocked(outMsg{due: time.Now().Add(ss.srv.cfg.ResultsDelay), v: v, b: b})
+}
+
+// writeLoop writes queued frames in order, each at its due time, and ends after the close
+// frame, a write error or kill.
+func (ss *session) writeLoop() {
+	defer close(ss.writerDone)
+	for {
+		var m outMsg
+		select {
+		case m = <-ss.out:
+		case <-ss.killc:
+			return
+		}
+		if !ss.srv.sleep(time.Until(m.due), ss.killc) {
+			return
+		}
+		_ = ss.conn.SetWriteDeadline(time.Now().Add(writeTimeout))
+		if m.close {
+			if err := ss.conn.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(m.code, m.reason)); err != nil {
+				ss.log.Debug("writing the close frame failed", "err", err)
+			}
+			// Wait briefly for the client's close reply, then the reader ends.
+			_ = ss.conn.SetReadDeadline(time.Now().Add(closeGrace))
+			return
+		}
+		if err := ss.conn.WriteMessage(websocket.TextMessage, m.b); err != nil {
+			ss.log.Debug("write failed", "err", err)
+			_ = ss.conn.NetConn().Close()
+			return
+		}
+		ss.record(m.v)
 	}
+}
+
+func (ss *session) record(v any) {
 	ss.update(func(si *SessionInfo) {
 		si.MessagesWritten++
 		switch m := v.(type) {
@@ -225,6 +317,8 @@ func (ss *session) send(v any) {
 			si.UtteranceEnds++
 		case speechStartedMsg:
 			si.SpeechStarteds++
+		case errorMsg:
+			si.ErrorsSent++
 		case metadataMsg:
 			si.MetadataSent = true
 		}
@@ -245,8 +339,9 @@ func (ss *session) metadata() metadataMsg {
 	}
 }
 
-// closeWith sends Metadata and a close frame, once; the reader then waits briefly for the
-// client's close reply. It reports whether this call sent the close.
+// closeWith queues Metadata and a close frame, once, behind everything already queued; the
+// reader then waits briefly for the client's close reply. It reports whether this call
+// closed the session.
 func (ss *session) closeWith(code int, reason string) bool {
 	ss.wmu.Lock()
 	if ss.closeSent || ss.dropped {
@@ -257,22 +352,12 @@ func (ss *session) closeWith(code int, reason string) bool {
 	md := ss.metadata()
 	ss.hmu.Unlock()
 	b, _ := json.Marshal(md)
-	_ = ss.conn.SetWriteDeadline(time.Now().Add(writeTimeout))
-	err := ss.conn.WriteMessage(websocket.TextMessage, b)
-	if err == nil {
-		err = ss.conn.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason))
-	}
+	due := time.Now().Add(ss.srv.cfg.ResultsDelay)
 	ss.closeSent = true
+	ss.enqueueLocked(outMsg{due: due, v: md, b: b}, outMsg{due: due, close: true, code: code, reason: reason})
 	ss.wmu.Unlock()
-	ss.update(func(si *SessionInfo) {
-		if err == nil {
-			si.MetadataSent = true
-			si.MessagesWritten++
-		}
-		si.CloseCode, si.CloseReason = code, reason
-	})
+	ss.update(func(si *SessionInfo) { si.CloseCode, si.CloseReason = code, reason })
 	ss.log.Info("closing session", "code", code, "reason", reason)
-	_ = ss.conn.SetReadDeadline(time.Now().Add(closeGrace))
 	return true
 }
 
@@ -307,6 +392,10 @@ func (ss *session) run() {
 		closing := ss.isClosing()
 		if !closing {
 			_ = ss.conn.SetReadDeadline(ss.deadline())
+			// A fault may have closed the session since: keep the close grace.
+			if closing = ss.isClosing(); closing {
+				_ = ss.conn.SetReadDeadline(time.Now().Add(closeGrace + ss.srv.cfg.ResultsDelay + writeTimeout))
+			}
 		}
 		mt, data, err := ss.conn.ReadMessage()
 		if err != nil {
@@ -370,9 +459,22 @@ func (ss *session) readFailed(err error, closing bool) {
 }
 
 func (ss *session) finish() {
+	// A queued close (CloseStream, idle timer, DATA-0000) is written before the socket
+	// closes; anything else still queued is for a client that has gone.
+	if ss.isClosing() {
+		t := time.NewTimer(ss.srv.cfg.ResultsDelay + writeTimeout + closeGrace)
+		select {
+		case <-ss.writerDone:
+		case <-t.C:
+		case <-ss.srv.done:
+		}
+		t.Stop()
+	}
+	ss.kill()
+	<-ss.writerDone
 	_ = ss.conn.Close()
-	ss.killOnce.Do(func() { close(ss.killc) })
 	ss.update(func(si *SessionInfo) {
+		ss.srv.streams-- // srv.mu is held
 		si.Closed = true
 		si.Ended = time.Now()
 	})

@@ -31,6 +31,7 @@ func (s *Server) serveREST(w http.ResponseWriter, r *http.Request, reqID string)
 	ri := &RequestInfo{RequestID: reqID, Query: cloneValues(r.URL.Query()), ContentType: r.Header.Get("Content-Type")}
 	s.mu.Lock()
 	s.requests = append(s.requests, ri)
+	s.requests = trimClosed(s.requests, func(x *RequestInfo) bool { return x.Done })
 	delay := s.hsDelay
 	var inj *Refusal
 	if len(s.restFaults) > 0 {

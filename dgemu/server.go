@@ -1,6 +1,7 @@
 package dgemu
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -54,6 +56,13 @@ type Config struct {
 	SpeechThresholdDBFS float64
 	// InterimInterval is the audio between two interim results (default 1 s).
 	InterimInterval time.Duration
+	// ResultsDelay, if > 0, delays every live server frame (Results, Metadata, the close)
+	// by this much wall-clock time, in order: the service answers with latency, and a
+	// client that closes right after CloseStream loses the last results.
+	ResultsDelay time.Duration
+	// MaxStreams, if > 0, refuses a live handshake with 429 TOO_MANY_REQUESTS while this
+	// many sessions are open (the service's concurrency limit: 50 on pay-as-you-go).
+	MaxStreams int
 	// StrictQuery refuses unknown query parameters with 400; by default they are ignored
 	// (and reported in SessionInfo.Unknown), as the service ignores many.
 	StrictQuery bool
@@ -103,6 +112,7 @@ type SessionInfo struct {
 	CloseStreams  int
 	EmptyBinary   int // empty binary messages (legacy end of stream)
 	BadText       int // text messages answered with an Error
+	ErrorsSent    int
 
 	Interims        int
 	Finals          int
@@ -157,6 +167,8 @@ type Server struct {
 	paused     bool
 	resume     chan struct{}
 	dropAfter  int64
+	streams    int // live handshakes accepted and not yet ended
+	upgrading  int // handshakes between their checks and their session's registration
 	fixture    []string
 	liveCursor int
 	restCursor int
@@ -390,6 +402,29 @@ func (s *Server) nextFixture(live bool) (string, bool) {
 	return t, true
 }
 
+// ReadFixture reads a fixture file: one utterance text per line; blank lines and lines
+// starting with # are skipped.
+func ReadFixture(path string) ([]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("open fixture: %w", err)
+	}
+	defer f.Close()
+	var lines []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		l := strings.TrimSpace(sc.Text())
+		if l == "" || strings.HasPrefix(l, "#") {
+			continue
+		}
+		lines = append(lines, l)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("read fixture %s: %w", path, err)
+	}
+	return lines, nil
+}
+
 // SetUtterances replaces the fixture and rewinds both cursors.
 func (s *Server) SetUtterances(lines []string) {
 	s.mu.Lock()
@@ -493,7 +528,7 @@ func (s *Server) notifyLocked() {
 
 // Sessions returns snapshots of every live session so far, in start order.
 func (s *Server) Sessions() []SessionInfo {
-	s.mu.Lock()
+	s.lockSettled()
 	defer s.mu.Unlock()
 	out := make([]SessionInfo, len(s.sessions))
 	for i, ss := range s.sessions {
@@ -548,8 +583,29 @@ func (s *Server) WaitRequest(ctx context.Context, ok func(RequestInfo) bool) (Re
 	}
 }
 
+// lockSettled locks s.mu once no handshake is between its 101 and its registration, so a
+// client that saw its handshake succeed finds its session (waiting at most a second).
+func (s *Server) lockSettled() {
+	deadline := time.NewTimer(time.Second)
+	defer deadline.Stop()
+	for {
+		s.mu.Lock()
+		if s.upgrading == 0 {
+			return
+		}
+		ch := s.changed
+		s.mu.Unlock()
+		select {
+		case <-ch:
+		case <-deadline.C:
+			s.mu.Lock()
+			return
+		}
+	}
+}
+
 func (s *Server) openSessions() []*session {
-	s.mu.Lock()
+	s.lockSettled()
 	defer s.mu.Unlock()
 	var out []*session
 	for _, ss := range s.sessions {
@@ -576,6 +632,26 @@ func (s *Server) sleep(d time.Duration, stop <-chan struct{}) bool {
 	case <-s.done:
 		return false
 	}
+}
+
+// keepHistory bounds what a long-running emulator remembers: past this many entries the
+// oldest finished ones are forgotten (open ones never are).
+const keepHistory = 1000
+
+func trimClosed[T any](xs []T, done func(T) bool) []T {
+	if len(xs) <= 2*keepHistory {
+		return xs
+	}
+	out := make([]T, 0, keepHistory)
+	drop := len(xs) - keepHistory
+	for _, x := range xs {
+		if drop > 0 && done(x) {
+			drop--
+			continue
+		}
+		out = append(out, x)
+	}
+	return out
 }
 
 func cloneValues(v url.Values) url.Values {

@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -367,5 +369,156 @@ func TestNewRejects(t *testing.T) {
 	}
 	if err := c.Close(context.Background()); err != nil { // never started
 		t.Fatal(err)
+	}
+}
+
+// TestStalledBroker: a "broker" that accepts TCP connections and never answers. Nothing
+// blocks; Close returns once paho's connection attempt times out, leaving no goroutine.
+func TestStalledBroker(t *testing.T) {
+	checkLeaks(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var conns []net.Conn
+	var mu sync.Mutex
+	accepted := make(chan struct{}, 100)
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+			accepted <- struct{}{}
+		}
+	}()
+	defer func() {
+		l.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+	}()
+	o := testOptions(t, "tcp://"+l.Addr().String())
+	c, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Start(context.Background())
+	<-accepted // paho is now waiting for a CONNACK that never comes
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c.PublishTranscript(utterance(1))
+		c.PublishEvent(map[string]int{"e": 1})
+		c.PublishInterim(map[string]int{"i": 1})
+		c.SetState(map[string]int{"s": 1})
+		c.SetConfig([]byte(`{}`))
+		c.PublishHealth(map[string]int{"h": 1})
+		c.Stats()
+	}()
+	select {
+	case <-done:
+	case <-time.After(waitFor):
+		t.Fatal("a publishing method blocked on a stalled broker")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	start := time.Now()
+	if err := c.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("Close took %v (connect timeout %v)", time.Since(start), o.ConnectTimeout)
+	if st := c.Stats(); st.QueueEntries != 1 || st.Connected {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+func BenchmarkPublishTranscript(b *testing.B) {
+	c, err := New(Options{Broker: "tcp://127.0.0.1:1", TopicPrefix: "h", DeviceID: "d", QueueDir: b.TempDir(), QueueMax: b.N + 1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	u := utterance(1)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := c.PublishTranscript(u); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	c.Close(context.Background())
+}
+
+// BenchmarkDelivery measures PublishTranscript to PUBACK through a local mosquitto, one
+// message in flight at a time (the sender's discipline).
+func BenchmarkDelivery(b *testing.B) {
+	br := brokertest.Start(b)
+	c, err := New(Options{Broker: br.URL(), TopicPrefix: "h", DeviceID: "d", QueueDir: b.TempDir(), QueueMax: b.N + 1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	c.Start(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	if err := c.AwaitConnection(ctx); err != nil {
+		b.Fatal(err)
+	}
+	u := utterance(1)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := c.PublishTranscript(u); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := c.Close(ctx); err != nil { // flushes: waits for the last PUBACK
+		b.Fatal(err)
+	}
+	b.StopTimer()
+	if st := c.Stats(); st.Delivered != uint64(b.N) {
+		b.Fatalf("delivered %d of %d", st.Delivered, b.N)
+	}
+}
+
+// TestConcurrentPublishers: the agent's goroutines publish at once; every transcript
+// arrives and each producer's transcripts keep their order.
+func TestConcurrentPublishers(t *testing.T) {
+	checkLeaks(t)
+	b := brokertest.Start(t)
+	o := testOptions(t, b.URL())
+	base := o.TopicPrefix + "/" + o.DeviceID
+	s := subscribe(t, b.URL(), map[string]byte{base + "/transcript": 1}, subOpts{})
+	c := startClient(t, o)
+	awaitConn(t, c)
+	const producers, each = 4, 25
+	var wg sync.WaitGroup
+	for p := 0; p < producers; p++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 1; i <= each; i++ {
+				if err := c.PublishTranscript(utterance(uint64(p*1000 + i))); err != nil {
+					t.Error(err)
+				}
+				c.SetState(map[string]int{"p": p, "i": i})
+				c.PublishEvent(map[string]int{"p": p, "i": i})
+				c.Stats()
+			}
+		}()
+	}
+	wg.Wait()
+	last := map[uint64]uint64{}
+	for n := 0; n < producers*each; n++ {
+		seq := seqOf(t, s.nextOn(t, base+"/transcript").payload)
+		p, i := seq/1000, seq%1000
+		if i != last[p]+1 {
+			t.Fatalf("producer %d: transcript %d after %d", p, i, last[p])
+		}
+		last[p] = i
 	}
 }

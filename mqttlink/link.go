@@ -7,9 +7,10 @@ import "sync"
 // arrive late and out of order; each transition therefore re-checks paho's own status under
 // link's mutex, and a stale callback changes nothing.
 //
-// gen counts transitions. A QoS 1 token that completes after gen moved on may have been
-// completed by paho's resend-on-reconnect (which completes the old token without a PUBACK),
-// so such a completion is not trusted as an acknowledgement.
+// gen counts transitions. A QoS 1 token that completes after gen moved on is not trusted as
+// an acknowledgement: paho completes tokens without a PUBACK when it re-sends stored
+// messages at a reconnection (nullStore prevents that; this check keeps us safe should it
+// happen another way), and re-sending costs at most a duplicate.
 type link struct {
 	mu     sync.Mutex
 	up     bool

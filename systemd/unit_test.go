@@ -61,20 +61,20 @@ func TestUnitSettings(t *testing.T) {
 		return s[k][0]
 	}
 	want := map[string]string{
-		"Type":                 "notify", // hark sends READY=1 (internal/service)
-		"NotifyAccess":         "main",
-		"ExecStart":            "/usr/bin/hark run --config /etc/hark/hark.yaml",
-		"ExecReload":           "/bin/kill -HUP $MAINPID",
-		"Restart":              "on-failure",
-		"User":                 "hark",
-		"StateDirectory":       "hark",
+		"Type":                   "notify", // hark sends READY=1 (internal/service)
+		"NotifyAccess":           "main",
+		"ExecStart":              "/usr/bin/hark run --config /etc/hark/hark.yaml",
+		"ExecReload":             "/bin/kill -HUP $MAINPID",
+		"Restart":                "on-failure",
+		"User":                   "hark",
+		"StateDirectory":         "hark",
 		"ConfigurationDirectory": "hark",
-		"DevicePolicy":         "closed",
-		"DeviceAllow":          "char-alsa rw",
-		"UMask":                "0077",
-		"NoNewPrivileges":      "yes",
-		"ProtectSystem":        "strict",
-		"RestrictRealtime":     "yes",
+		"DevicePolicy":           "closed",
+		"DeviceAllow":            "char-alsa rw",
+		"UMask":                  "0077",
+		"NoNewPrivileges":        "yes",
+		"ProtectSystem":          "strict",
+		"RestrictRealtime":       "yes",
 		"MemoryDenyWriteExecute": "yes",
 	}
 	for k, v := range want {

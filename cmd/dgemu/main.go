@@ -8,7 +8,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"flag"
@@ -57,6 +56,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	gap := fs.Duration("utterance-gap", 500*time.Millisecond, "silence that separates utterances (and the shortest endpointing)")
 	thresh := fs.Float64("speech-threshold", -45, "RMS level in dBFS above which a 10 ms window is speech")
 	interim := fs.Duration("interim-interval", time.Second, "audio between interim results")
+	delay := fs.Duration("results-delay", 0, "delay every live server frame by this much (service latency)")
+	maxStreams := fs.Int("max-streams", 50, "concurrent live streams before handshakes get 429; 0 = unlimited")
 	strict := fs.Bool("strict-query", false, "refuse unknown query parameters with 400 (default: ignore them)")
 	needLen := fs.Bool("require-content-length", false, "refuse pre-recorded uploads without Content-Length (chunked) with 411")
 	deny := fs.String("deny-models", "", "comma-separated models refused with 403")
@@ -93,7 +94,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var lines []string
 	if *fixture != "" {
 		var err error
-		if lines, err = readFixture(*fixture); err != nil {
+		if lines, err = dgemu.ReadFixture(*fixture); err != nil {
 			return err
 		}
 	}
@@ -105,7 +106,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		Addr: *addr, APIKey: apiKey, Utterances: lines, IdleTimeout: idleTimeout,
 		NoAudioTimeout: *noAudio, RealtimeLimit: *rtl, UtteranceGap: *gap,
 		SpeechThresholdDBFS: *thresh, InterimInterval: *interim, StrictQuery: *strict,
-		RequireContentLength: *needLen, Logger: log,
+		RequireContentLength: *needLen, ResultsDelay: *delay, MaxStreams: *maxStreams, Logger: log,
 	}
 	if *deny != "" {
 		cfg.DeniedModels = strings.Split(*deny, ",")
@@ -129,27 +130,4 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	log.Info("shutting down")
 	srv.Close()
 	return nil
-}
-
-// readFixture reads one utterance per line; blank lines and lines starting with # are
-// skipped.
-func readFixture(path string) ([]string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("open fixture: %w", err)
-	}
-	defer f.Close()
-	var lines []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		l := strings.TrimSpace(sc.Text())
-		if l == "" || strings.HasPrefix(l, "#") {
-			continue
-		}
-		lines = append(lines, l)
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("read fixture: %w", err)
-	}
-	return lines, nil
 }

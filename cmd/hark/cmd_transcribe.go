@@ -31,7 +31,7 @@ const (
 	exitTranscribeRateLimited = 15 // 429 after retries
 	exitTranscribeServer      = 16 // 5xx after retries
 	exitTranscribeNetwork     = 17 // no answer: network unreachable, connection refused
-	exitTranscribeTimeout     = 18 // an attempt timed out
+	exitTranscribeTimeout     = 18 // an attempt timed out, or 408 after retries
 	exitTranscribeInterrupted = 130
 )
 
@@ -197,6 +197,8 @@ func transcribeError(err error) error {
 			return &exitError{exitTranscribePermission, fmt.Errorf("the Deepgram project may not use this model or feature: %s", detail)}
 		case s == 413:
 			return &exitError{exitTranscribeTooLarge, fmt.Errorf("the file is too large for the pre-recorded endpoint (2 GB limit): %s", detail)}
+		case s == 408:
+			return &exitError{exitTranscribeTimeout, fmt.Errorf("Deepgram timed out receiving the upload (slow uplink?): %s", detail)}
 		case s == 429:
 			return &exitError{exitTranscribeRateLimited, fmt.Errorf("rate limited by Deepgram; try again later: %s", detail)}
 		case s >= 500:

@@ -124,6 +124,7 @@ func TestTranscribeFailureClasses(t *testing.T) {
 		{"400 corrupt", []dgemu.Refusal{{Status: 400, Code: "Bad Request", Message: "failed to process audio: corrupt or unsupported data"}}, 13, "could not decode the audio"},
 		{"413", []dgemu.Refusal{{Status: 413}}, 14, "too large"},
 		{"429", dgemu.Times(4, dgemu.Refusal{Status: 429, RetryAfter: "0"}), 15, "rate limited"},
+		{"408", dgemu.Times(4, dgemu.Refusal{Status: 408}), 18, "timed out receiving"},
 		{"503", dgemu.Times(4, dgemu.Refusal{Status: 503, RetryAfter: "0"}), 16, "server error"},
 	} {
 		srv.FailRequests(tc.faults...)

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -355,4 +356,47 @@ func readLines(t *testing.T, path string) []transcript.Utterance {
 		out = append(out, u)
 	}
 	return out
+}
+
+// TestUploaderDiskFull: the spool sits on a full filesystem (a 256 KiB tmpfs topped up
+// with a filler file), so saving responses fails with ENOSPC; every entry is still
+// published once, in order, and nothing stored is lost. Needs root to mount.
+func TestUploaderDiskFull(t *testing.T) {
+	checkLeaks(t)
+	mnt := t.TempDir()
+	if err := syscall.Mount("tmpfs", mnt, "tmpfs", 0, "size=256k,mode=0700"); err != nil {
+		t.Skipf("cannot mount a small tmpfs here (%v)", err)
+	}
+	t.Cleanup(func() { syscall.Unmount(mnt, 0) })
+	sp := openSpool(t, filepath.Join(mnt, "spool"))
+	var metas []spool.Meta
+	for i := 0; ; i++ {
+		m, err := sp.Put(spool.Meta{Start: base.Add(time.Duration(i) * time.Minute), DeviceID: "kitchen"}, speech(time.Second))
+		if err != nil {
+			if !errors.Is(err, spool.ErrNoSpace) {
+				t.Fatal(err)
+			}
+			break
+		}
+		metas = append(metas, m)
+	}
+	// Fill what is left so that not even a response fits.
+	f, _ := os.Create(filepath.Join(mnt, "filler"))
+	buf := make([]byte, 4096)
+	for {
+		if _, err := f.Write(buf); err != nil {
+			break
+		}
+	}
+	f.Close()
+	srv := startEmu(t, dgemu.Config{})
+	r := newReceiver()
+	u := newUploader(t, sp, newTestClient(t, srv.HTTPURL()), r, 2)
+	runUploader(t, u)
+	checkPublished(t, r.wait(t, len(metas), 20*time.Second), metas)
+	if n := countStatus(srv, 200); n != len(metas) {
+		t.Fatalf("%d uploads for %d entries", n, len(metas))
+	}
+	waitFor(t, "spool empty", 5*time.Second, func() bool { return sp.Stats().Entries == 0 })
+	t.Logf("%d entries published from a full disk", len(metas))
 }

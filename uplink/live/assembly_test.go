@@ -73,7 +73,7 @@ func TestSetOptionsNextStream(t *testing.T) {
 	q := url0()
 	q.Add("tag", "second")
 	h.u.SetOptions(q)
-	h.r.wait(t, "idle close", func(r *rec) bool { return len(r.eventsOf("stream_closed")) == 1 })
+	h.r.wait(t, "idle close", func(r *rec) bool { return len(r.evs("stream_closed")) == 1 })
 	feedSegment(h.u, h.g.utter(3, 10, 7))
 	h.r.wait(t, "two utterances", func(r *rec) bool { return len(r.utts) == 2 })
 	ss := h.srv.Sessions()
@@ -128,5 +128,49 @@ func TestCloseBeforeRun(t *testing.T) {
 	}
 	if u.State().State != StateStopped {
 		t.Errorf("state %s", u.State().State)
+	}
+}
+
+// Close while the first stream is still connecting (a short file at start-up): the queued
+// segment is streamed once connected and its transcript arrives before Close returns.
+func TestCloseWhileConnecting(t *testing.T) {
+	h := newHarness(t, dgemu.Config{Utterances: fixture}, nil)
+	h.srv.SetHandshakeDelay(500 * time.Millisecond)
+	fr := h.g.utter(3, 10, 3)
+	feedSegment(h.u, fr)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := h.u.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	utts, unconf := h.r.snapshot()
+	if len(utts) != 1 || utts[0].Text != fixture[0] || len(unconf) != 0 {
+		t.Fatalf("utterances %d, unconfirmed %d", len(utts), len(unconf))
+	}
+	near(t, "start", utts[0].Start, fr[3].Time, 100*time.Millisecond)
+}
+
+// Close bounded by its context: a service that never answers CloseStream does not hold the
+// stop; the audio it did not confirm is handed off.
+func TestCloseBounded(t *testing.T) {
+	h := newHarness(t, dgemu.Config{Utterances: fixture}, func(c *Config) { c.PingInterval = time.Minute })
+	fr := h.g.utter(3, 10, 0)
+	h.u.SegmentStart(fr[0].Time)
+	feed(h.u, fr)
+	h.waitSession("audio", func(si dgemu.SessionInfo) bool { return si.AudioMessages == len(fr) })
+	h.srv.StopReading()
+	defer h.srv.ResumeReading()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	t0 := time.Now()
+	if err := h.u.Close(ctx); err != nil {
+		t.Fatalf("Close: %v after %s", err, time.Since(t0))
+	}
+	_, unconf := h.r.snapshot()
+	if got := frameSeqs(unconf); !equalSeqs(got, seqRange(fr)) {
+		t.Errorf("unconfirmed %v", got)
+	}
+	if n := h.u.Stats().Reconnects["close-timeout"]; n != 1 {
+		t.Errorf("reconnects %v", h.u.Stats().Reconnects)
 	}
 }

@@ -68,7 +68,7 @@ func TestTCPDropMidUtterance(t *testing.T) {
 		t.Fatalf("utterance published before its end: %q", u[0].Text)
 	}
 	h.srv.DropSessions()
-	h.r.wait(t, "stream lost", func(r *rec) bool { return len(r.eventsOf("stream_closed")) == 1 })
+	h.r.wait(t, "stream lost", func(r *rec) bool { return len(r.evs("stream_closed")) == 1 })
 	utts, unconf := h.r.snapshot()
 	if len(utts) != 1 || utts[0].Text != fixture[0] {
 		t.Fatalf("received final not published at the drop: %q", h.r.texts())
@@ -122,7 +122,7 @@ func TestServerCloseMidStream(t *testing.T) {
 			feed(h.u, partA)
 			h.waitSession("audio read", func(si dgemu.SessionInfo) bool { return si.AudioMessages == len(partA) })
 			h.srv.CloseSessions(tc.code, tc.reason)
-			h.r.wait(t, "stream closed", func(r *rec) bool { return len(r.eventsOf("stream_closed")) == 1 })
+			h.r.wait(t, "stream closed", func(r *rec) bool { return len(r.evs("stream_closed")) == 1 })
 			_, unconf := h.r.snapshot()
 			if got := frameSeqs(unconf); !equalSeqs(got, seqRange(partA)) {
 				t.Errorf("unconfirmed %v", got)
@@ -270,7 +270,7 @@ func TestHalfOpen(t *testing.T) {
 	h.waitSession("finalize answered", func(si dgemu.SessionInfo) bool { return si.FromFinalize == 1 })
 	h.srv.StopReading()
 	defer h.srv.ResumeReading()
-	h.r.wait(t, "stream dropped", func(r *rec) bool { return len(r.eventsOf("stream_closed")) == 1 })
+	h.r.wait(t, "stream dropped", func(r *rec) bool { return len(r.evs("stream_closed")) == 1 })
 	if n := h.u.Stats().Reconnects["half-open"]; n != 1 {
 		t.Errorf("reconnects %v, closed %+v", h.u.Stats().Reconnects, h.r.eventsOf("stream_closed")[0].Attrs)
 	}
@@ -293,7 +293,7 @@ func TestResultTimeout(t *testing.T) {
 	h.srv.StopReading()
 	defer h.srv.ResumeReading()
 	feed(h.u, fr[1:])
-	h.r.wait(t, "stream dropped", func(r *rec) bool { return len(r.eventsOf("stream_closed")) == 1 })
+	h.r.wait(t, "stream dropped", func(r *rec) bool { return len(r.evs("stream_closed")) == 1 })
 	if n := h.u.Stats().Reconnects["result-timeout"]; n != 1 {
 		t.Errorf("reconnects %v", h.u.Stats().Reconnects)
 	}
@@ -319,7 +319,7 @@ func TestWriteQueueOverflow(t *testing.T) {
 	h.srv.StopReading()
 	more := h.g.frames(4000, false)
 	feed(h.u, more)
-	h.r.wait(t, "overflow", func(r *rec) bool { return len(r.eventsOf("stream_closed")) >= 1 })
+	h.r.wait(t, "overflow", func(r *rec) bool { return len(r.evs("stream_closed")) >= 1 })
 	h.u.SegmentEnd(more[len(more)-1].End())
 	h.srv.ResumeReading()
 	ev := h.r.eventsOf("stream_closed")[0]

@@ -153,7 +153,14 @@ func (r *rec) eventTypes() []string {
 	return out
 }
 
+// eventsOf returns the events of a type (evs: the same with r.mu held, in wait conditions).
 func (r *rec) eventsOf(typ string) []Event {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.evs(typ)
+}
+
+func (r *rec) evs(typ string) []Event {
 	var out []Event
 	for _, e := range r.events {
 		if e.Type == typ {

@@ -109,7 +109,7 @@ func TestIdleCloseAndReopen(t *testing.T) {
 	h := newHarness(t, dgemu.Config{Utterances: fixture}, func(c *Config) { c.IdleClose = 1500 * time.Millisecond })
 	feedSegment(h.u, h.g.utter(3, 10, 7))
 	h.r.wait(t, "utterance", func(r *rec) bool { return len(r.utts) == 1 })
-	h.r.wait(t, "idle close", func(r *rec) bool { return len(r.eventsOf("stream_closed")) == 1 })
+	h.r.wait(t, "idle close", func(r *rec) bool { return len(r.evs("stream_closed")) == 1 })
 	si := h.waitSession("closed", func(si dgemu.SessionInfo) bool { return si.Closed })
 	if si.CloseStreams != 1 || si.CloseCode != 1000 {
 		t.Errorf("idle close: %s", summarize([]dgemu.SessionInfo{si}))

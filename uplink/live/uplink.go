@@ -443,8 +443,6 @@ func (u *Uplink) segStart(t time.Time) {
 func (u *Uplink) cannotStream(now time.Time) string {
 	wait := u.retryAt.Sub(now)
 	switch {
-	case u.closing:
-		return "stopping"
 	case u.refusedN > 0 && wait > 0:
 		return "refused"
 	case wait > u.cfg.MaxBacklog:
@@ -963,12 +961,26 @@ func (u *Uplink) endStream(cause string, graceful bool, code int, reason string,
 		errText = err.Error()
 		attrs["error"] = errText
 	}
-	if !graceful {
+	// Counters and state first, then logs and events, so whoever sees the event sees them.
+	if graceful {
+		if s.idle {
+			u.st.idleCloses.Add(1)
+		}
+		u.setState(StateIdle, "", s.reqID, time.Time{})
+	} else {
 		u.st.mu.Lock()
 		u.st.reconnects[cause]++
 		u.st.mu.Unlock()
+		if cause != "normal" {
+			u.failures++
+		}
+		u.retryAt = now.Add(u.backoff())
+		stErr := errText
+		if reason != "" {
+			stErr = fmt.Sprintf("closed %d: %s", code, reason)
+		}
+		u.setState(StateBackoff, stErr, s.reqID, u.retryAt)
 	}
-	u.event("stream_closed", attrs)
 	logAttrs := []any{"code", code, "reason", reason, "request_id", s.reqID, "cause", cause,
 		"audio_s", float64(s.frames) * audio.FrameDuration.Seconds()}
 	switch {
@@ -980,21 +992,7 @@ func (u *Uplink) endStream(cause string, graceful bool, code int, reason string,
 	default:
 		u.log.Warn("stream lost", append(logAttrs, "err", err)...)
 	}
-	if graceful {
-		if s.idle {
-			u.st.idleCloses.Add(1)
-		}
-		u.setState(StateIdle, "", s.reqID, time.Time{})
-	} else {
-		if cause != "normal" {
-			u.failures++
-		}
-		u.retryAt = now.Add(u.backoff())
-		if reason != "" {
-			errText = fmt.Sprintf("closed %d: %s", code, reason)
-		}
-		u.setState(StateBackoff, errText, s.reqID, u.retryAt)
-	}
+	u.event("stream_closed", attrs)
 	if u.closing {
 		u.maybeDial(now)
 		return

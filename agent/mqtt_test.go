@@ -1,0 +1,231 @@
+package agent
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/hark-audio/hark/config"
+	"github.com/hark-audio/hark/dgemu"
+	"github.com/hark-audio/hark/mqttlink/brokertest"
+)
+
+// msg is one message seen by the test's subscriber.
+type msg struct {
+	topic    string
+	payload  string
+	retained bool
+	qos      byte
+}
+
+// watcher is an independent MQTT client subscribed to everything under the device's base.
+type watcher struct {
+	t    *testing.T
+	c    mqtt.Client
+	ch   chan msg
+	seen []msg // received but not yet consumed by await, in arrival order
+}
+
+func watch(t *testing.T, broker, filter string) *watcher {
+	t.Helper()
+	w := &watcher{t: t, ch: make(chan msg, 10000)}
+	opts := mqtt.NewClientOptions().AddBroker(broker).SetClientID("watcher-" + filepath.Base(t.TempDir())).
+		SetOrderMatters(true).SetDefaultPublishHandler(func(_ mqtt.Client, m mqtt.Message) {
+		w.ch <- msg{m.Topic(), string(m.Payload()), m.Retained(), m.Qos()}
+	})
+	w.c = mqtt.NewClient(opts)
+	if tok := w.c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("watcher connect: %v", tok.Error())
+	}
+	if tok := w.c.Subscribe(filter, 1, nil); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("watcher subscribe: %v", tok.Error())
+	}
+	t.Cleanup(func() { w.c.Disconnect(100) })
+	return w
+}
+
+// await returns (and consumes) the first message on topic for which ok is true, looking
+// first at messages already received, since topics interleave in any order.
+func (w *watcher) await(topic string, ok func(m msg) bool, timeout time.Duration) msg {
+	w.t.Helper()
+	match := func(m msg) bool { return m.topic == topic && (ok == nil || ok(m)) }
+	for i, m := range w.seen {
+		if match(m) {
+			w.seen = append(w.seen[:i:i], w.seen[i+1:]...)
+			return m
+		}
+	}
+	deadline := time.After(timeout)
+	for {
+		select {
+		case m := <-w.ch:
+			if match(m) {
+				return m
+			}
+			w.seen = append(w.seen, m)
+		case <-deadline:
+			w.t.Fatalf("no matching message on %s within %s", topic, timeout)
+		}
+	}
+}
+
+// publish sends a request. Everything received before it is forgotten: what answers the
+// request can only arrive after it.
+func (w *watcher) publish(topic, payload string) {
+	w.t.Helper()
+	w.seen = nil
+	for len(w.ch) > 0 {
+		<-w.ch
+	}
+	if tok := w.c.Publish(topic, 1, false, payload); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		w.t.Fatalf("publish %s: %v", topic, tok.Error())
+	}
+}
+
+func jsonField(s, field string) any {
+	var m map[string]any
+	if json.Unmarshal([]byte(s), &m) != nil {
+		return nil
+	}
+	var v any = m
+	for _, f := range strings.Split(field, ".") {
+		mm, ok := v.(map[string]any)
+		if !ok {
+			return nil
+		}
+		v = mm[f]
+	}
+	return v
+}
+
+// TestMQTTEndToEnd runs the agent against a real Mosquitto: the retained availability,
+// state and config topics, transcripts at QoS 1, events, remote configuration (good and
+// bad payloads, persisted), mute (nothing sent while muted) and offline at the end.
+func TestMQTTEndToEnd(t *testing.T) {
+	// Registered first, so it runs last: after every other cleanup (broker, emulator, agent).
+	before := runtime.NumGoroutine()
+	t.Cleanup(func() { checkNoLeak(t, before) })
+	broker := brokertest.Start(t)
+	d := loadDemo(t)
+	emu := dgemu.NewServer(dgemu.Config{Utterances: d.lines})
+	defer emu.Close()
+	h := newHarness(t, emu, "capture:\n  realtime: true\nmqtt:\n  broker: "+broker.URL()+"\n  health_interval: 1s\n")
+	base := "hark/testdev"
+	w := watch(t, broker.URL(), base+"/#")
+	h.start()
+
+	w.await(base+"/availability", func(m msg) bool { return m.payload == "online" }, 20*time.Second)
+	w.await(base+"/state", func(m msg) bool { return jsonField(m.payload, "pipeline") == "running" }, 20*time.Second)
+	cfgMsg := w.await(base+"/config", nil, 20*time.Second)
+	if strings.Contains(cfgMsg.payload, "test-key") {
+		t.Fatal("the config topic carries the API key")
+	}
+
+	pos := 0.0
+	h.feedSentence(d, 0, &pos, 2)
+	tr := w.await(base+"/transcript", nil, 20*time.Second)
+	if tr.qos != 1 || tr.retained || jsonField(tr.payload, "text") != d.lines[0] || jsonField(tr.payload, "source") != "live" {
+		t.Fatalf("transcript qos %d retained %v payload %s", tr.qos, tr.retained, tr.payload)
+	}
+	for _, f := range []string{"start", "end", "words", "confidence", "request_id", "seq"} {
+		if jsonField(tr.payload, f) == nil {
+			t.Errorf("transcript lacks %q: %s", f, tr.payload)
+		}
+	}
+	w.await(base+"/health", func(m msg) bool { return m.retained || jsonField(m.payload, "uptime_s") != nil }, 20*time.Second)
+
+	// Remote configuration: each bad payload is answered with an error naming the problem,
+	// with the transaction echoed, and changes nothing.
+	bad := []struct{ payload, want string }{
+		{`not json`, "JSON"},
+		{`{"transaction":"t1"}`, `missing "config"`},
+		{`{"transaction":"t2","config":{"vad":{"bogus":1}}}`, "vad.bogus"},
+		{`{"transaction":"t3","config":{"vad":{"threshold_db":"loud"}}}`, "vad.threshold_db"},
+		{`{"transaction":"t4","config":{"vad":{"threshold_db":400}}}`, "vad.threshold_db"},
+		{`{"transaction":"t5","config":{"deepgram":{"url":"ws://elsewhere/v1/listen"}}}`, "deepgram.url"},
+		{`{"transaction":"t6","config":{"mqtt":{"broker":"tcp://elsewhere:1883"}}}`, "mqtt.broker"},
+		{`{"transaction":"t7","config":{"remote":{"allow":["deepgram.url"]}}}`, "remote.allow"},
+		{`{"transaction":"t8","config":{"deepgram":{"utterance_end_ms":1000}}}`, "interim_results"},
+		{`{"transaction":"t9","config":[1,2]}`, "mapping"},
+	}
+	for _, c := range bad {
+		w.publish(base+"/request/config/set", c.payload)
+		r := w.await(base+"/response/config/set", nil, 10*time.Second)
+		if e, _ := jsonField(r.payload, "error").(string); jsonField(r.payload, "status") != "error" || !strings.Contains(e, c.want) {
+			t.Errorf("config/set %s: response %s, want an error mentioning %q", c.payload, r.payload, c.want)
+		}
+		if tx := jsonField(c.payload, "transaction"); tx != nil && jsonField(r.payload, "transaction") != tx {
+			t.Errorf("config/set %s: transaction not echoed: %s", c.payload, r.payload)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(h.cfg.Config.StateDir, config.RemoteFileName)); !os.IsNotExist(err) {
+		t.Errorf("a refused change was persisted (%v)", err)
+	}
+
+	w.publish(base+"/request/config/set", `{"transaction":{"id":42},"config":{"vad":{"threshold_db":12},"deepgram":{"language":"de"}}}`)
+	r := w.await(base+"/response/config/set", nil, 10*time.Second)
+	if jsonField(r.payload, "status") != "ok" || !strings.Contains(r.payload, `"transaction":{"id":42}`) || !strings.Contains(r.payload, "vad.threshold_db") {
+		t.Fatalf("good config/set answered %s", r.payload)
+	}
+	w.await(base+"/config", func(m msg) bool { return jsonField(m.payload, "vad.threshold_db") == 12.0 }, 10*time.Second)
+	persisted, err := os.ReadFile(filepath.Join(h.cfg.Config.StateDir, config.RemoteFileName))
+	if err != nil || !strings.Contains(string(persisted), "threshold_db: 12") {
+		t.Fatalf("remote change not persisted: %v %s", err, persisted)
+	}
+	w.publish(base+"/request/config/get", `{"transaction":"g"}`)
+	r = w.await(base+"/response/config/get", nil, 10*time.Second)
+	if jsonField(r.payload, "data.config.deepgram.language") != "de" || jsonField(r.payload, "data.sources") == nil {
+		t.Errorf("config/get answered %s", r.payload)
+	}
+
+	// Mute: nothing reaches the service while muted, and the state says so.
+	w.publish(base+"/request/mute", `{"transaction":"m1","muted":true}`)
+	r = w.await(base+"/response/mute", nil, 10*time.Second)
+	if jsonField(r.payload, "status") != "ok" {
+		t.Fatalf("mute answered %s", r.payload)
+	}
+	w.await(base+"/state", func(m msg) bool { return jsonField(m.payload, "muted") == true }, 10*time.Second)
+	heard := func() (s float64) {
+		for _, si := range emu.Sessions() {
+			s += si.AudioSeconds
+		}
+		return s
+	}
+	// The gate still runs while muted (speech events show capture is alive); wait for the
+	// end of the muted sentence before reading what the service heard.
+	h.feedSentence(d, 1, &pos, 2)
+	w.await(base+"/event", func(m msg) bool { return jsonField(m.payload, "type") == "speech_end" }, 20*time.Second)
+	heardMuted := heard()
+	w.publish(base+"/request/mute", `{"muted":false}`)
+	w.await(base+"/state", func(m msg) bool { return jsonField(m.payload, "muted") == false }, 10*time.Second)
+	if b, _ := os.ReadFile(filepath.Join(h.cfg.Config.StateDir, "muted")); !strings.Contains(string(b), "false") {
+		t.Errorf("mute state not persisted: %q", b)
+	}
+	h.feedSentence(d, 2, &pos, 2)
+	tr = w.await(base+"/transcript", nil, 20*time.Second)
+	if jsonField(tr.payload, "text") != d.lines[1] {
+		// The emulator hands fixture lines out in order: the muted sentence must not have
+		// consumed one.
+		t.Errorf("after unmuting got %q, want the next fixture line %q", jsonField(tr.payload, "text"), d.lines[1])
+	}
+	if heardMuted > heard() {
+		t.Errorf("audio heard went backwards")
+	}
+	h.endInput()
+	w.await(base+"/availability", func(m msg) bool { return m.payload == "offline" }, 20*time.Second)
+
+	// A fresh subscriber sees the retained offline and the final state.
+	w2 := watch(t, broker.URL(), base+"/availability")
+	m := w2.await(base+"/availability", nil, 10*time.Second)
+	if m.payload != "offline" || !m.retained {
+		t.Errorf("retained availability %q (retained %v), want offline", m.payload, m.retained)
+	}
+	w.c.Disconnect(100)
+	w2.c.Disconnect(100)
+	emu.Close()
+}
