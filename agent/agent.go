@@ -63,6 +63,16 @@ func (nopNotifier) Status(string) {}
 func (nopNotifier) Stopping()     {}
 func (nopNotifier) Progress()     {}
 
+// ErrNoAPIKey means no Deepgram API key was found anywhere: a configuration problem that
+// retrying will not fix (the command exits with EX_CONFIG so systemd stops restarting).
+var ErrNoAPIKey = errors.New("no Deepgram API key: set deepgram.api_key_file, provide the systemd credential deepgram-api-key, or set DEEPGRAM_API_KEY")
+
+// ConfigError wraps errors that come from the configuration or the secrets it points to.
+type ConfigError struct{ Err error }
+
+func (e *ConfigError) Error() string { return e.Err.Error() }
+func (e *ConfigError) Unwrap() error { return e.Err }
+
 // Options are what the command passes to New.
 type Options struct {
 	Loaded   *config.Loaded
@@ -148,10 +158,10 @@ func (a *Agent) Run(ctx context.Context) error {
 
 	apiKey, keyFrom, err := config.Secret(cfg.Deepgram.APIKeyFile, "deepgram-api-key", "DEEPGRAM_API_KEY", a.opts.Environ)
 	if err != nil {
-		return fmt.Errorf("deepgram api key: %w", err)
+		return &ConfigError{fmt.Errorf("deepgram api key: %w", err)}
 	}
 	if apiKey == "" {
-		return errors.New("no Deepgram API key: set deepgram.api_key_file, provide the systemd credential deepgram-api-key, or set DEEPGRAM_API_KEY")
+		return ErrNoAPIKey
 	}
 	a.log.Info("deepgram api key loaded", "from", keyFrom)
 

@@ -60,7 +60,7 @@ func (a *Agent) newPublisher(ctx context.Context, cfg config.Config) (publisher,
 	}
 	password, from, err := config.Secret(cfg.MQTT.PasswordFile, "mqtt-password", "HARK_MQTT_PASSWORD", a.opts.Environ)
 	if err != nil {
-		return nil, fmt.Errorf("mqtt password: %w", err)
+		return nil, &ConfigError{fmt.Errorf("mqtt password: %w", err)}
 	}
 	if password != "" {
 		a.log.Info("mqtt password loaded", "from", from)
@@ -75,7 +75,7 @@ func (a *Agent) newPublisher(ctx context.Context, cfg config.Config) (publisher,
 		Handler: a.handleRequest,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("mqtt: %w", err)
+		return nil, &ConfigError{fmt.Errorf("mqtt: %w", err)}
 	}
 	// Not the run context: MQTT must outlive SIGTERM to publish the last transcripts; Close ends it.
 	c.Start(context.WithoutCancel(ctx))

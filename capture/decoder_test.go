@@ -74,6 +74,7 @@ func TestResampleKeepsFrequencyAndLevel(t *testing.T) {
 	}{
 		{44100, 2, 1000}, {48000, 2, 1000}, {48000, 1, 3500}, {44100, 1, 440},
 		{22050, 2, 1000}, {8000, 1, 1000}, {32000, 2, 6000}, {96000, 1, 1000},
+		{11025, 1, 2000}, {44101, 2, 1000}, {192000, 1, 5000}, // odd rates use rounded phases
 	} {
 		wav := sineWAV(tc.rate, tc.channels, tc.freq, 0.5, 2)
 		d, err := NewFileDecoder(bytes.NewReader(wav), "sine.wav", time.Unix(0, 0))
@@ -339,4 +340,27 @@ func writeTemp(t *testing.T, name string, data []byte) string {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// The resampler is centred (no group delay), so frame times computed from sample counts
+// hold: a click half a second into the file comes out half a second into the frames.
+func TestResampleAddsNoDelay(t *testing.T) {
+	for _, rate := range []int{8000, 22050, 44100, 48000, 11025} {
+		data := make([]byte, 2*rate)
+		binary.LittleEndian.PutUint16(data[2*(rate/2):], uint16(20000))
+		d, err := NewFileDecoder(bytes.NewReader(append(audio.WAVHeaderFormat(len(data), rate, 1), data...)), "click.wav", time.Time{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := decodeAll(t, d)
+		peak, at := 0, 0
+		for i, v := range out {
+			if a := int(v); a > peak {
+				peak, at = a, i
+			}
+		}
+		if at < 7999 || at > 8001 {
+			t.Errorf("%d Hz: click at output sample %d, want 8000", rate, at)
+		}
+	}
 }

@@ -1,4 +1,61 @@
 // Package capture is where hark's audio comes from: a microphone through miniaudio (malgo),
 // a WAV file, or raw linear16 on stdin. Whatever the input, it delivers 100 ms frames of
-// 16 kHz mono linear16 (audio.Frame) with the capture wall-clock time of their first sample.
+// 16 kHz mono linear16 (audio.Frame) stamped with the capture wall-clock time of their
+// first sample.
+//
+// # API
+//
+//	s, err := capture.Open(ctx, capture.Config{Device: "usb", Backend: "auto", Realtime: true, RingMS: 5000})
+//	for f := range s.Frames() { ... }  // closed at end of file or after Close
+//	err = s.Err()                      // nil for a clean end of file or Close
+//	st := s.Stats()                    // frames, samples, dropped, reopens, device, backend, state, last error
+//	s.Close()                          // stops capture, waits for its goroutines; idempotent
+//
+// Config.Input selects the input: "" is the microphone, "-" raw s16le 16 kHz mono from
+// Config.Stdin, anything else a WAV file path. Open fails with an error naming the device
+// or file and the problem; a microphone that cannot be opened at start is an error (the
+// service manager restarts hark), one lost later is reopened in the background.
+// Config.OnEvent receives device_lost, reopen_failed, device_reopened and overflow events
+// from capture's goroutines. ListDevices enumerates capture devices for `hark devices`.
+// NewFileDecoder/NewRawDecoder are the unpaced conversion used by file input, exported so
+// `hark vad` analyses exactly the samples the daemon would.
+//
+// # Microphone path
+//
+// miniaudio opens the device with a 16 kHz mono s16 client format and converts from
+// whatever the device runs at (linear resampler with its maximum low-pass order);
+// Config.SampleRate is therefore not passed to the device. The data callback runs on a C
+// thread with a buffer valid only during the call: it copies into a preallocated ring
+// (no allocation, no channel send that can block, a lock held only for the copy) and
+// returns. When the consumer stalls longer than the ring holds, the oldest audio is
+// overwritten and counted. A reader goroutine cuts the ring into frames, each with a
+// freshly allocated Samples slice, and is the only thing that blocks on Frames.
+//
+// Seq is the frame's position in the capture stream: a gap means frames were lost (ring
+// overflow, or the partial frame discarded when the device was reopened). Time comes from
+// the callback's clock minus the audio buffered after the frame, smoothed so it follows
+// the sample count, never goes backwards, and jumps forward after a device reopen.
+//
+// A device that stops, fails, or delivers nothing for Config.StallTimeout is released and
+// reopened with exponential backoff and jitter until it works or the Source is closed.
+// Releasing is bounded: miniaudio's PulseAudio backend never returns from
+// ma_device_uninit after its server died, so such a device is abandoned (logged) rather
+// than freezing capture.
+//
+// # Backends
+//
+// "alsa", "pulseaudio", "null" (miniaudio's null device: silence, for tests) and "auto",
+// which on Linux tries PulseAudio then ALSA and reports which one opened. miniaudio's own
+// default list would end with the null backend and record silence forever on a machine
+// whose audio stack is broken; hark reports an error instead. malgo's BackendNull constant
+// names the wrong backend (see maBackendNull).
+//
+// # Files and stdin
+//
+// WAV of any common PCM or float format, rate and channel count: channels are averaged,
+// other rates go through a windowed-sinc polyphase resampler (Kaiser window, 16 zero
+// crossings, cutoff at 92% of 8 kHz: the anti-aliasing low-pass), 16 kHz 16-bit input
+// passes bit-exact. Input is paced at real time when Config.Realtime, else delivered as
+// fast as the consumer takes it; the last partial frame is zero-padded; end of input
+// closes Frames with Err nil.
 package capture

@@ -87,6 +87,10 @@ func deviceIDString(id malgo.DeviceID) string {
 func initContext(bc backendChoice) (*malgo.AllocatedContext, error) {
 	ctx, err := malgo.InitContext(bc.list, malgo.ContextConfig{}, nil)
 	if err != nil {
+		if bc.name == "pulseaudio" && errors.Is(err, malgo.ErrNoBackend) {
+			// miniaudio's PulseAudio backend connects at init; failing means no server.
+			return nil, fmt.Errorf("backend pulseaudio: no PulseAudio server reachable for this user: %w", err)
+		}
 		return nil, fmt.Errorf("backend %s: %w", bc.name, err)
 	}
 	return ctx, nil

@@ -12,6 +12,7 @@ const (
 	rsZeroCrossings = 16
 	rsKaiserBeta    = 8.6
 	rsCutoff        = 0.92
+	maxPhases       = 512
 )
 
 // resampler converts a mono float stream from one rate to another with a windowed-sinc
@@ -47,10 +48,15 @@ func newResampler(inRate, outRate int) *resampler {
 	fc := 0.5 * scale * rsCutoff
 	r.half = int(math.Ceil(rsZeroCrossings / scale))
 	taps := 2 * r.half
-	r.phases = make([][]float32, r.up)
+	// One filter phase per distinct output position when that is few (every common rate:
+	// 44.1 kHz needs 160); for odd rates (a 44101 Hz file needs 16000) the positions are
+	// rounded to 1/maxPhases of an input sample, which keeps the table small and the
+	// timing error below a millisample.
+	np := min(r.up, maxPhases)
+	r.phases = make([][]float32, np)
 	i0 := bessI0(rsKaiserBeta)
-	for p := 0; p < r.up; p++ {
-		frac := float64(p) / float64(r.up)
+	for p := 0; p < np; p++ {
+		frac := float64(p) / float64(np)
 		h := make([]float64, taps)
 		sum := 0.0
 		for j := 0; j < taps; j++ {
@@ -126,6 +132,13 @@ func (r *resampler) drain(out []float32) []float32 {
 		t := r.n * int64(r.down)
 		i := t / int64(r.up)
 		p := int(t % int64(r.up))
+		if np := len(r.phases); np != r.up {
+			p = int((int64(p)*int64(np) + int64(r.up)/2) / int64(r.up))
+			if p == np {
+				p = 0
+				i++
+			}
+		}
 		first := i - int64(r.half) + 1
 		if i+int64(r.half) >= end {
 			break

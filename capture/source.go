@@ -171,6 +171,8 @@ func (s *Source) Stats() Stats {
 }
 
 // Close stops capture and waits for its goroutines. It is safe to call more than once.
+// One exception: a read blocked on Stdin cannot be interrupted, so the goroutine doing it
+// ends when that read returns (at the latest when stdin is closed).
 func (s *Source) Close() error {
 	s.once.Do(func() {
 		s.cancel()

@@ -300,3 +300,57 @@ func TestMatchDevice(t *testing.T) {
 		}
 	}
 }
+
+// A consumer that stalls longer than the ring holds loses the oldest audio: the Source
+// reports it (event and stats) and Seq shows the gap, while the callback keeps running.
+func TestMicOverflowReported(t *testing.T) {
+	before, _ := goroutines()
+	evs := make(chan Event, 10)
+	s, err := Open(context.Background(), Config{Backend: "null", RingMS: 200, OnEvent: func(e Event) {
+		select {
+		case evs <- e:
+		default:
+		}
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := <-s.Frames()
+	// Stall: the channel (4) and the assembler (1) fill, then the 200 ms ring overflows.
+	time.Sleep(1500 * time.Millisecond) // pacing the stall itself, not waiting for a result
+	var prev = first
+	gap := false
+	var lostFrames uint64
+	timeout := time.After(10 * time.Second)
+	for !gap {
+		select {
+		case f := <-s.Frames():
+			if f.Seq != prev.Seq+1 {
+				gap = true
+				lostFrames = f.Seq - prev.Seq - 1
+				t.Logf("gap: seq %d after %d", f.Seq, prev.Seq)
+			}
+			if !f.Time.After(prev.Time) {
+				t.Fatalf("time went backwards across the overflow")
+			}
+			prev = f
+		case <-timeout:
+			t.Fatal("no Seq gap after the stall")
+		}
+	}
+	select {
+	case e := <-evs:
+		if e.Type != EventOverflow || e.Dropped == 0 {
+			t.Fatalf("event %+v", e)
+		}
+		t.Logf("overflow event: %d samples dropped", e.Dropped)
+	case <-time.After(5 * time.Second):
+		t.Fatal("no overflow event")
+	}
+	// Every lost sample is counted, and the lost frames are exactly the missing Seqs.
+	if st := s.Stats(); st.DroppedSamples != lostFrames*audio.FrameSamples {
+		t.Fatalf("dropped %d samples, but %d frames are missing", st.DroppedSamples, lostFrames)
+	}
+	s.Close()
+	checkGoroutines(t, before)
+}

@@ -168,6 +168,7 @@ type session struct {
 
 	format   *audio.WAVFormat // nil until a container header is seen
 	carry    []byte           // partial sample frame between messages (container mode)
+	header   []byte           // container header received so far
 	tr       *transcriber
 	mono     []float32
 	firstAud time.Time
@@ -549,7 +550,7 @@ func (ss *session) handleBinary(b []byte) {
 		ss.firstAud = time.Now()
 	}
 	samples, err := ss.decode(b)
-	if err == nil {
+	if err == nil && ss.tr != nil { // nil while a container header is incomplete
 		ss.tr.addSamples(samples)
 		ss.hmu.Lock()
 		ss.samples, ss.rate, ss.channels = ss.tr.an.samples, ss.tr.an.rate, ss.format.Channels
@@ -594,19 +595,26 @@ func (ss *session) pace() {
 // decode turns one binary message into mono samples, or fails as the service's DATA-0000.
 func (ss *session) decode(b []byte) ([]float32, error) {
 	if ss.format == nil {
-		// No encoding: the service sniffs a container. Only WAV is decoded here.
-		if !bytes.HasPrefix(b, []byte("RIFF")) {
+		// No encoding: the service sniffs a container. Only WAV is decoded here; its header
+		// may arrive over several messages.
+		ss.header = append(ss.header, b...)
+		h := ss.header
+		if !bytes.HasPrefix(h, []byte("RIFF")) && !(len(h) < 4 && bytes.HasPrefix([]byte("RIFF"), h)) {
 			return nil, errors.New("no encoding given and the audio has no container header")
 		}
-		r := bytes.NewReader(b)
+		r := bytes.NewReader(h)
 		wr, err := audio.NewWAVReader(r)
 		if err != nil {
+			if len(h) < maxHeader && errors.Is(err, audio.ErrNotWAV) && truncatedHeader(h) {
+				return nil, nil // wait for the rest of the header
+			}
 			return nil, fmt.Errorf("container header: %w", err)
 		}
 		f := wr.Format
 		ss.format = &f
+		ss.header = nil
 		ss.startTranscriber()
-		b = b[len(b)-r.Len():]
+		b = h[len(h)-r.Len():]
 	} else if ss.opts.Encoding != "" {
 		if looksLikeJSON(b) {
 			return nil, errors.New("binary message is JSON text, not audio")
@@ -626,6 +634,31 @@ func (ss *session) decode(b []byte) ([]float32, error) {
 	}
 	ss.mono = decodeMono(ss.mono[:0], b, *ss.format)
 	return ss.mono, nil
+}
+
+// maxHeader bounds how much audio is buffered waiting for a complete WAV header.
+const maxHeader = 64 << 10
+
+// truncatedHeader reports whether parsing h as a WAV header failed because h ended (the
+// parser wanted more bytes), rather than on its content.
+func truncatedHeader(h []byte) bool {
+	r := &endReader{r: bytes.NewReader(h)}
+	_, err := audio.NewWAVReader(r)
+	return err != nil && r.ended
+}
+
+// endReader notes whether a reader was asked for more than it had.
+type endReader struct {
+	r     *bytes.Reader
+	ended bool
+}
+
+func (e *endReader) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	if n < len(p) {
+		e.ended = true
+	}
+	return n, err
 }
 
 // looksLikeJSON catches a control message sent as a binary frame (a binary KeepAlive),

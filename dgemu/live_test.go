@@ -658,3 +658,31 @@ func TestFixtureCursorAcrossSessions(t *testing.T) {
 		t.Fatalf("pre-recorded got %q, want one", got)
 	}
 }
+
+// TestLiveWAVHeaderSplit: a WAV header spread over several small messages is assembled.
+func TestLiveWAVHeaderSplit(t *testing.T) {
+	s := newTestServer(t, Config{Utterances: []string{"split"}})
+	c := dial(t, s, url.Values{"model": {"nova-3"}})
+	pcm := concat(tone(1), silence(0.6))
+	wav := append(audio.WAVHeader(len(pcm)), pcm...)
+	c.sendAudio(wav[:3], 3)
+	c.sendAudio(wav[3:30], 27)
+	c.sendAudio(wav[30:], 3200)
+	c.sendText(`{"type":"CloseStream"}`)
+	ms, err := c.collect()
+	if !websocket.IsCloseError(err, 1000) {
+		t.Fatal(err)
+	}
+	if fs := finals(ms); len(fs) < 1 || transcriptOf(fs[0]) != "split" {
+		t.Fatalf("finals %v", fs)
+	}
+	// A broken header is still DATA-0000.
+	c2 := dial(t, s, url.Values{"model": {"nova-3"}})
+	bad := append([]byte(nil), wav[:44]...)
+	copy(bad[8:], "WAVX")
+	c2.sendAudio(bad, 44)
+	_, err = c2.collect()
+	if code, _ := closeCode(err); code != 1008 {
+		t.Fatal(err)
+	}
+}

@@ -23,8 +23,8 @@ import (
 // file, in order. When present, the server-wide cursor is not consumed.
 const FixtureHeader = "Dgemu-Utterance"
 
-// errCorrupt is the service's answer to audio it cannot decode.
-const msgCorrupt = "failed to process audio: corrupt or unsupported data"
+// msgCorrupt is the service's answer to audio it cannot decode (err_code "Bad Request").
+const msgCorrupt = "Bad Request: failed to process audio: corrupt or unsupported data"
 
 func (s *Server) serveREST(w http.ResponseWriter, r *http.Request, reqID string) {
 	log := s.log.With("request_id", reqID)

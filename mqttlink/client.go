@@ -114,6 +114,7 @@ type Client struct {
 	qwake    chan struct{} // pokes the transcript sender
 	progress chan struct{} // something was acknowledged (Close's flush waits on it)
 	reqs     chan inbound
+	closed   chan struct{} // closed when Close begins
 
 	mu        sync.Mutex
 	retained  []*retainedMsg // in (re)send order: state, config, health, discovery
@@ -197,7 +198,7 @@ func New(o Options) (*Client, error) {
 	c := &Client{
 		o: o, log: o.Logger, base: base, queue: q, link: newLink(),
 		wake: make(chan struct{}, 1), qwake: make(chan struct{}, 1), progress: make(chan struct{}, 1),
-		reqs:    make(chan inbound, requestQueue),
+		reqs: make(chan inbound, requestQueue), closed: make(chan struct{}),
 		byTopic: map[string]*retainedMsg{},
 		t: topics{
 			availability: base + "/availability", state: base + "/state", config: base + "/config",
@@ -592,18 +593,20 @@ func (c *Client) LastError() string {
 	return c.lastError
 }
 
-// AwaitConnection waits until the broker connection is up, ctx ends or the client closes.
+// AwaitConnection waits until the client is connected and announced (subscribed to requests,
+// "online" published), ctx ends (its error) or the client is closed (ErrClosed).
 func (c *Client) AwaitConnection(ctx context.Context) error {
 	for {
 		if c.closing.Load() {
 			return ErrClosed
 		}
 		s := c.link.state()
-		if s.up {
+		if s.ready {
 			return nil
 		}
 		select {
-		case <-s.upCh:
+		case <-s.readyCh:
+		case <-c.closed:
 		case <-ctx.Done():
 			return ctx.Err()
 		}
@@ -774,6 +777,7 @@ func (c *Client) publisher(ctx context.Context) {
 			}
 			announced = s.gen
 			failures = 0
+			c.link.markReady(s.gen)
 		}
 		w, ok := c.nextWork()
 		if !ok {
@@ -862,6 +866,7 @@ func (c *Client) Close(ctx context.Context) error {
 
 func (c *Client) close(ctx context.Context) error {
 	c.closing.Store(true)
+	close(c.closed)
 	if !c.started.Load() {
 		return nil
 	}

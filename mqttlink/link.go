@@ -12,18 +12,30 @@ import "sync"
 // messages at a reconnection (nullStore prevents that; this check keeps us safe should it
 // happen another way), and re-sending costs at most a duplicate.
 type link struct {
-	mu     sync.Mutex
-	up     bool
-	closed bool
-	gen    uint64
-	upCh   chan struct{} // closed while up
-	downCh chan struct{} // closed while down
+	mu      sync.Mutex
+	up      bool
+	ready   bool // up, and announced: subscribed and "online" published
+	closed  bool
+	gen     uint64
+	upCh    chan struct{} // closed while up
+	downCh  chan struct{} // closed while down
+	readyCh chan struct{} // closed while ready
 }
 
 func newLink() *link {
-	l := &link{upCh: make(chan struct{}), downCh: make(chan struct{})}
+	l := &link{upCh: make(chan struct{}), downCh: make(chan struct{}), readyCh: make(chan struct{})}
 	close(l.downCh)
 	return l
+}
+
+// markReady records that the connection of generation gen has been announced.
+func (l *link) markReady(gen uint64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.up && l.gen == gen && !l.ready {
+		l.ready = true
+		close(l.readyCh)
+	}
 }
 
 // markUp records a connection if paho still reports it open; it reports whether this was a
@@ -53,6 +65,10 @@ func (l *link) markDown(isOpen func() bool) bool {
 	l.gen++
 	close(l.downCh)
 	l.upCh = make(chan struct{})
+	if l.ready {
+		l.ready = false
+		l.readyCh = make(chan struct{})
+	}
 	return true
 }
 
@@ -65,16 +81,17 @@ func (l *link) close() {
 }
 
 type linkState struct {
-	up     bool
-	gen    uint64
-	upCh   <-chan struct{}
-	downCh <-chan struct{}
+	up, ready bool
+	gen       uint64
+	upCh      <-chan struct{}
+	downCh    <-chan struct{}
+	readyCh   <-chan struct{}
 }
 
 func (l *link) state() linkState {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return linkState{up: l.up, gen: l.gen, upCh: l.upCh, downCh: l.downCh}
+	return linkState{up: l.up, ready: l.ready, gen: l.gen, upCh: l.upCh, downCh: l.downCh, readyCh: l.readyCh}
 }
 
 func (l *link) generation() uint64 {

@@ -11,6 +11,12 @@ have pactl || need+=(pulseaudio-utils)
 have espeak-ng || need+=(espeak-ng)
 have sox || need+=(sox)
 have systemd-analyze || need+=(systemd)
+have aarch64-linux-gnu-gcc || need+=(gcc-aarch64-linux-gnu)
+have arm-linux-gnueabihf-gcc || need+=(gcc-arm-linux-gnueabihf)
+have qemu-aarch64-static || need+=(qemu-user-static)
+have deb-systemd-helper || need+=(init-system-helpers)
+have adduser || need+=(adduser)
+have unshare || need+=(util-linux)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   SUDO=""

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -28,7 +29,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	opts := config.Options{File: *file}
 	loaded, err := config.Load(opts)
 	if err != nil {
-		return fmt.Errorf("invalid configuration: %w", err)
+		return &exitError{exConfig, fmt.Errorf("invalid configuration: %w", err)}
 	}
 	log, level := logging.New(loaded.Config.Log.Format, loaded.Config.Log.Level, stderr)
 	for _, w := range loaded.Warnings {
@@ -69,5 +70,13 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	err = a.Run(runCtx)
 	cancel()
 	<-reloadDone
+	var ce *agent.ConfigError
+	if errors.Is(err, agent.ErrNoAPIKey) || errors.As(err, &ce) {
+		return &exitError{exConfig, err}
+	}
 	return err
 }
+
+// exConfig is EX_CONFIG from sysexits.h. The unit lists it in RestartPreventExitStatus: a
+// configuration problem is not fixed by restarting, and restart loops hide the message.
+const exConfig = 78

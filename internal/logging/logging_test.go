@@ -140,6 +140,16 @@ func TestJournalShape(t *testing.T) {
 		t.Fatalf("journal lines:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 
+	// An explicit text format keeps its timestamps under the journal, with the prefix.
+	h, js3 := journalFile(t)
+	t.Setenv("JOURNAL_STREAM", js3)
+	tl, _ := New("text", "info", h)
+	tl.Info("t")
+	b, _ = os.ReadFile(h.Name())
+	if !strings.HasPrefix(string(b), "<6>time=") {
+		t.Fatalf("explicit text under journal: %q", b)
+	}
+
 	// JSON under the journal keeps its fields but gains the priority prefix.
 	g, js2 := journalFile(t)
 	t.Setenv("JOURNAL_STREAM", js2)

@@ -52,7 +52,9 @@ type Source struct {
 
 // Progress records that this source did work since the watchdog's previous tick.
 func (s *Source) Progress() {
-	if s != nil {
+	// Load first: between ticks the flag is already set, and a plain load keeps the cache
+	// line shared instead of writing it on every frame.
+	if s != nil && !s.moved.Load() {
 		s.moved.Store(true)
 	}
 }
@@ -115,7 +117,7 @@ func (n *Notifier) NewSource(name string) *Source {
 // main-loop iteration. It is an atomic store.
 func (n *Notifier) Progress() {
 	if n != nil {
-		n.main.moved.Store(true)
+		n.main.Progress()
 	}
 }
 

@@ -117,9 +117,12 @@ func TestRunContextCancelled(t *testing.T) {
 	checkGoroutines(t, base)
 }
 
-// Close before Run: Run returns at once, nothing is sent.
+// Close before Run: what was queued goes to Unconfirmed, Run returns at once.
 func TestCloseBeforeRun(t *testing.T) {
-	u := New(Config{URL: "ws://127.0.0.1:1/v1/listen", APIKey: testKey}, Handler{})
+	r := newRec()
+	u := New(Config{URL: "ws://127.0.0.1:1/v1/listen", APIKey: testKey}, r.handler())
+	fr := newGen().utter(2, 5, 2)
+	feedSegment(u, fr)
 	if err := u.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -128,6 +131,9 @@ func TestCloseBeforeRun(t *testing.T) {
 	}
 	if u.State().State != StateStopped {
 		t.Errorf("state %s", u.State().State)
+	}
+	if _, unconf := r.snapshot(); !equalSeqs(frameSeqs(unconf), seqRange(fr)) {
+		t.Errorf("unconfirmed %v", frameSeqs(unconf))
 	}
 }
 
@@ -138,6 +144,7 @@ func TestCloseWhileConnecting(t *testing.T) {
 	h.srv.SetHandshakeDelay(500 * time.Millisecond)
 	fr := h.g.utter(3, 10, 3)
 	feedSegment(h.u, fr)
+	h.r.wait(t, "connecting", func(r *rec) bool { return len(r.states) > 0 && r.states[0].State == StateConnecting })
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := h.u.Close(ctx); err != nil {
@@ -160,6 +167,11 @@ func TestCloseBounded(t *testing.T) {
 	h.waitSession("audio", func(si dgemu.SessionInfo) bool { return si.AudioMessages == len(fr) })
 	h.srv.StopReading()
 	defer h.srv.ResumeReading()
+	// The emulator's reader may be waiting in a read already: it reads at most this frame,
+	// then stops, so the Finalize and CloseStream behind it are never read.
+	last := h.g.frames(1, false)
+	feed(h.u, last)
+	fr = append(fr, last...)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	t0 := time.Now()

@@ -336,15 +336,24 @@ func (u *Uplink) Close(ctx context.Context) error {
 	u.mu.Lock()
 	u.stopped = true
 	started := u.started
+	u.started = true // Run, if called later, returns at once
 	u.closeWait = u.cfg.CloseTimeout
 	if dl, ok := ctx.Deadline(); ok {
-		if d := time.Until(dl) - 50*time.Millisecond; d < u.closeWait {
+		// Leave time to publish and hand off after the stream is given up.
+		left := time.Until(dl)
+		if d := max(left-200*time.Millisecond, left*3/4); d < u.closeWait {
 			u.closeWait = max(d, 0)
 		}
 	}
 	u.mu.Unlock()
 	u.closeOnce.Do(func() { close(u.closeReq) })
 	if !started {
+		// Run never ran: nothing was sent, so whatever was queued goes to Unconfirmed here.
+		u.runCtx = context.Background()
+		u.closing, u.closeDeadline = true, time.Now()
+		u.drainInputs()
+		u.finish()
+		close(u.done)
 		return nil
 	}
 	select {
@@ -361,7 +370,11 @@ func (u *Uplink) Close(ctx context.Context) error {
 func (u *Uplink) Run(ctx context.Context) error {
 	u.mu.Lock()
 	if u.started {
+		stopped := u.stopped
 		u.mu.Unlock()
+		if stopped {
+			return nil // closed before Run
+		}
 		return errors.New("live uplink: Run called twice")
 	}
 	u.started = true
