@@ -7,7 +7,7 @@ LDFLAGS   := -s -w -X github.com/hark-audio/hark/internal/version.Version=$(VERS
              -X github.com/hark-audio/hark/internal/version.Commit=$(COMMIT)
 BIN       := bin
 
-.PHONY: all build test test-deps vet fmt-check lint run demo emulator clean bench
+.PHONY: all build test test-sdk test-deps vet fmt-check run emulator bench
 
 all: build
 
@@ -15,9 +15,14 @@ build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/hark ./cmd/hark
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/dgemu ./cmd/dgemu
 
-## test: install test dependencies, then vet, gofmt check and the race-enabled test suite.
+## test: install test dependencies, then vet, gofmt check, the race-enabled test suite and
+## the official Deepgram SDK against the emulator (a separate module, so not in ./...).
 test: test-deps vet fmt-check
 	$(GO) test -race -count=1 -timeout 12m ./...
+	$(MAKE) test-sdk
+
+test-sdk:
+	cd test/sdk && $(GO) test -race -count=1 ./...
 
 test-deps:
 	./scripts/install-test-deps.sh
@@ -33,6 +38,14 @@ fmt-check:
 ## else against the bundled emulator.
 run: build
 	./scripts/demo.sh
+
+## emulator: run the Deepgram emulator with the demo fixture (prints its URL).
+emulator: build
+	$(BIN)/dgemu --print-url --fixture testdata/demo/sample.txt
+
+## bench: the per-frame and per-request benchmarks (figures in BENCHMARKS.md).
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./vad ./capture ./uplink/... ./dgemu
 
 clean:
 	rm -rf $(BIN)

@@ -121,7 +121,7 @@ func (s *lineSink) Write(p []byte) (int, error) {
 
 // harness is one running agent with its own emulator, state directory and stdin pipe.
 type harness struct {
-	t      *testing.T
+	t      testing.TB
 	emu    *dgemu.Server
 	cfg    *config.Loaded
 	agent  *Agent
@@ -151,7 +151,7 @@ func (l *lockedBuf) String() string {
 
 // newHarness writes a configuration (yaml is appended to the base one), loads it through
 // config.Load like the daemon does, and builds the agent. start runs it.
-func newHarness(t *testing.T, emu *dgemu.Server, yaml string) *harness {
+func newHarness(t testing.TB, emu *dgemu.Server, yaml string) *harness {
 	t.Helper()
 	dir := t.TempDir()
 	keyFile := filepath.Join(dir, "key")

@@ -250,3 +250,58 @@ func boolStr(b bool) string {
 	}
 	return "false"
 }
+
+// FuzzLiveDecode feeds arbitrary binary messages to a live session's decoder (raw mono,
+// raw stereo, or container-sniffing mode): it must never panic, and never decode more
+// samples than the bytes received can hold.
+func FuzzLiveDecode(f *testing.F) {
+	pcm := concat(tone(0.2), silence(0.1))
+	wav := append(audio.WAVHeader(len(pcm)), pcm...)
+	f.Add(wav, []byte{3, 27, 200, 255}, byte(2))
+	f.Add(pcm, []byte{100, 101}, byte(0))
+	f.Add(pcm, []byte{7}, byte(1))
+	f.Add([]byte(`{"type":"KeepAlive"}`), []byte{0}, byte(0))
+	f.Fuzz(func(t *testing.T, data, cuts []byte, mode byte) {
+		q := url.Values{"model": {"nova-3"}}
+		switch mode % 3 {
+		case 0:
+			q.Set("encoding", "linear16")
+			q.Set("sample_rate", "16000")
+		case 1:
+			q.Set("encoding", "linear16")
+			q.Set("sample_rate", "8000")
+			q.Set("channels", "2")
+		}
+		o, qerr := parseOptions(q, true, false)
+		if qerr != nil {
+			t.Fatal(qerr)
+		}
+		srv := &Server{cfg: withDefaults(Config{})}
+		ss := &session{srv: srv, opts: o}
+		ss.emit = func(any) {}
+		if o.Encoding != "" {
+			ss.format = &audio.WAVFormat{SampleRate: o.SampleRate, Channels: o.Channels, BitsPerSample: 16}
+			ss.startTranscriber()
+		}
+		total := 0
+		for i := 0; len(data) > 0; i++ {
+			n := len(data)
+			if i < len(cuts) {
+				n = min(n, int(cuts[i])*13+1)
+			}
+			msg := data[:n]
+			data = data[n:]
+			total += len(msg)
+			samples, err := ss.decode(msg)
+			if err != nil {
+				return // the session would close with DATA-0000
+			}
+			if ss.tr != nil {
+				ss.tr.addSamples(samples)
+				if got := ss.tr.an.samples * int64(ss.format.BlockAlign()); got > int64(total) {
+					t.Fatalf("decoded %d bytes of samples from %d bytes", got, total)
+				}
+			}
+		}
+	})
+}

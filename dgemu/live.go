@@ -129,6 +129,7 @@ func (s *Server) serveLive(w http.ResponseWriter, r *http.Request, reqID string)
 			Options: opts, Started: time.Now(),
 		},
 	}
+	ss.emit = ss.send
 	ss.meta = resultsMeta{RequestID: reqID, ModelInfo: mi, ModelUUID: mi.uuid, Extra: opts.Extra}
 	if opts.Encoding != "" {
 		ss.format = &audio.WAVFormat{SampleRate: opts.SampleRate, Channels: opts.Channels, BitsPerSample: 16}
@@ -191,6 +192,8 @@ type session struct {
 	killOnce   sync.Once
 	killc      chan struct{}
 
+	emit func(any) // where the transcriber's messages go: send (a fuzz test replaces it)
+
 	info SessionInfo // guarded by srv.mu
 }
 
@@ -220,7 +223,7 @@ func (ss *session) update(f func(*SessionInfo)) {
 
 func (ss *session) startTranscriber() {
 	ss.tr = newTranscriber(ss.opts, ss.format.SampleRate, &ss.srv.cfg,
-		func() (string, bool) { return ss.srv.nextFixture(true) }, ss.send, ss.meta)
+		func() (string, bool) { return ss.srv.nextFixture(true) }, ss.emit, ss.meta)
 }
 
 // kill ends the session at once (server Close, drop): no close frame.
