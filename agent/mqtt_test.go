@@ -114,7 +114,8 @@ func TestMQTTEndToEnd(t *testing.T) {
 	d := loadDemo(t)
 	emu := dgemu.NewServer(dgemu.Config{Utterances: d.lines})
 	defer emu.Close()
-	h := newHarness(t, emu, "capture:\n  realtime: true\nmqtt:\n  broker: "+broker.URL()+"\n  health_interval: 1s\n")
+	h := newHarness(t, emu, "capture:\n  realtime: true\nmqtt:\n  broker: "+broker.URL()+"\n  health_interval: 1s\n"+
+		"deepgram:\n  interim_results: true\n")
 	base := "hark/testdev"
 	w := watch(t, broker.URL(), base+"/#")
 	h.start()
@@ -137,6 +138,10 @@ func TestMQTTEndToEnd(t *testing.T) {
 			t.Errorf("transcript lacks %q: %s", f, tr.payload)
 		}
 	}
+	in := w.await(base+"/transcript/interim", nil, 20*time.Second)
+	if in.qos != 0 || in.retained || jsonField(in.payload, "text") == nil {
+		t.Errorf("interim qos %d retained %v payload %s", in.qos, in.retained, in.payload)
+	}
 	w.await(base+"/health", func(m msg) bool { return m.retained || jsonField(m.payload, "uptime_s") != nil }, 20*time.Second)
 
 	// Remote configuration: each bad payload is answered with an error naming the problem,
@@ -150,7 +155,7 @@ func TestMQTTEndToEnd(t *testing.T) {
 		{`{"transaction":"t5","config":{"deepgram":{"url":"ws://elsewhere/v1/listen"}}}`, "deepgram.url"},
 		{`{"transaction":"t6","config":{"mqtt":{"broker":"tcp://elsewhere:1883"}}}`, "mqtt.broker"},
 		{`{"transaction":"t7","config":{"remote":{"allow":["deepgram.url"]}}}`, "remote.allow"},
-		{`{"transaction":"t8","config":{"deepgram":{"utterance_end_ms":1000}}}`, "interim_results"},
+		{`{"transaction":"t8","config":{"deepgram":{"interim_results":false,"utterance_end_ms":1000}}}`, "interim_results"},
 		{`{"transaction":"t9","config":[1,2]}`, "mapping"},
 	}
 	for _, c := range bad {

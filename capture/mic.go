@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"runtime"
 	"strings"
@@ -209,9 +210,9 @@ type openDevice struct {
 	closing atomic.Bool
 }
 
-// releaseTimeout bounds how long releasing a device may take. Measured: after the
-// PulseAudio server was killed, ma_device_uninit never returned (miniaudio's PulseAudio
-// worker waits on a main loop whose server is gone), which would freeze the reopen loop.
+// releaseTimeout bounds how long releasing a device may take. Before close called Stop,
+// ma_device_uninit never returned after the PulseAudio server was killed or the source
+// removed; a backend stuck some other way must still not freeze the reopen loop.
 const releaseTimeout = 3 * time.Second
 
 // abandonedDevices counts devices whose release never returned; each holds one goroutine
@@ -239,6 +240,12 @@ func (s *Source) release(o *openDevice) {
 
 func (o *openDevice) close() {
 	o.closing.Store(true)
+	// Stop before Uninit: ma_device_uninit only signals the worker thread and joins it, but
+	// the PulseAudio worker sits in a blocking poll that only stream activity ends. A dead
+	// stream (server killed, source removed) never wakes it, and uninit hung forever
+	// (seen with gdb: pthread_join on a worker in pa_mainloop_poll). ma_device_stop also
+	// wakes the backend's loop.
+	_ = o.dev.Stop()
 	o.dev.Uninit()
 	_ = o.mctx.Uninit()
 	o.mctx.Free()
@@ -411,7 +418,8 @@ func (s *Source) readMic(ctx context.Context, m *micInput) {
 		s.stats.Frames++
 		s.mu.Unlock()
 		// Overflow is reported from here, never from the callback, at most once a second.
-		if drops := m.ring.stats().dropped + m.asm.dropped; drops != reportedDrops && time.Since(lastReport) >= time.Second {
+		// Partial frames discarded at a reopen are counted in Stats, not reported as overflow.
+		if drops := m.ring.stats().dropped; drops != reportedDrops && time.Since(lastReport) >= time.Second {
 			s.log.Warn("capture ring overflow: audio dropped", "samples", drops-reportedDrops, "total", drops)
 			s.event(Event{Type: EventOverflow, Dropped: drops - reportedDrops})
 			reportedDrops, lastReport = drops, time.Now()
@@ -439,6 +447,10 @@ func backoff(attempt int) time.Duration {
 // deliver anything (later ones about 90 ms).
 const startupGrace = 5 * time.Second
 
+// stableAfter is how long a reopened device must keep working before a later loss counts
+// as a new problem (fresh backoff, logged at Warn again).
+const stableAfter = time.Minute
+
 // superviseMic watches the open device and reopens it when it stops, fails or goes silent.
 func (s *Source) superviseMic(ctx context.Context, m *micInput, o *openDevice, readerDone <-chan struct{}) {
 	cur := o // the open device, nil while reopening
@@ -452,6 +464,11 @@ func (s *Source) superviseMic(ctx context.Context, m *micInput, o *openDevice, r
 	timer := time.NewTimer(0)
 	timer.Stop()
 	defer timer.Stop()
+	// A device that keeps failing right after each reopen is one problem, not many: the
+	// backoff carries on across such losses and only the first is logged above Debug. A
+	// device that stayed up for stableAfter starts afresh.
+	streak, attempt := 0, 0
+	openedAt := time.Now()
 	for {
 		// Watch the open device.
 		lastWrites := m.ring.stats().writes
@@ -473,10 +490,19 @@ func (s *Source) superviseMic(ctx context.Context, m *micInput, o *openDevice, r
 				} else if since := time.Since(lastChange); since >= limit {
 					reason = fmt.Errorf("no audio for %s", since.Round(time.Millisecond))
 				}
+				if streak > 0 && time.Since(openedAt) >= stableAfter {
+					s.log.Info("capture device stable again", "device", o.name, "losses", streak)
+					streak, attempt = 0, 0
+				}
 			}
 		}
 		lostAt := time.Now()
-		s.log.Warn("capture device lost; reopening", "device", o.name, "backend", o.backend, "err", reason)
+		streak++
+		level := slog.LevelWarn
+		if streak > 1 {
+			level = slog.LevelDebug
+		}
+		s.log.Log(ctx, level, "capture device lost; reopening", "device", o.name, "backend", o.backend, "err", reason, "losses", streak)
 		s.setErr(fmt.Errorf("capture device %q lost: %w", o.name, reason))
 		s.mu.Lock()
 		s.stats.State = StateLost
@@ -487,7 +513,7 @@ func (s *Source) superviseMic(ctx context.Context, m *micInput, o *openDevice, r
 		m.ring.discontinuity()
 
 		// Reopen with backoff until it works or capture is stopped.
-		for attempt := 0; ; attempt++ {
+		for failures := 0; ; attempt++ {
 			timer.Reset(backoff(attempt))
 			select {
 			case <-ctx.Done():
@@ -496,18 +522,24 @@ func (s *Source) superviseMic(ctx context.Context, m *micInput, o *openDevice, r
 			}
 			no, err := m.open(s.cfg)
 			if err != nil {
-				if attempt == 0 {
+				failures++
+				if failures == 1 && streak == 1 {
 					s.log.Warn("reopening capture device failed; retrying", "err", err)
 				} else {
-					s.log.Debug("reopening capture device failed", "attempt", attempt+1, "err", err)
+					s.log.Debug("reopening capture device failed", "failures", failures, "err", err)
 				}
 				s.setErr(err)
 				s.event(Event{Type: EventReopenFailed, Err: err})
 				continue
 			}
-			o, cur = no, no
-			s.log.Info("capture device reopened", "device", o.name, "backend", o.backend,
-				"attempts", attempt+1, "down", time.Since(lostAt).Round(time.Millisecond))
+			attempt++
+			o, cur, openedAt = no, no, time.Now()
+			level := slog.LevelInfo
+			if streak > 1 {
+				level = slog.LevelDebug
+			}
+			s.log.Log(ctx, level, "capture device reopened", "device", o.name, "backend", o.backend,
+				"failed_attempts", failures, "down", time.Since(lostAt).Round(time.Millisecond), "losses", streak)
 			s.mu.Lock()
 			s.stats.Reopens++
 			s.stats.State = StateCapturing

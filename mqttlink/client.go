@@ -65,6 +65,7 @@ type Stats struct {
 	InterimDropped  uint64 `json:"interim_dropped"`
 	Requests        uint64 `json:"requests"`
 	RequestsBusy    uint64 `json:"requests_busy"`
+	LastError       string `json:"last_error,omitempty"` // last connection error
 }
 
 // ErrClosed is returned by PublishTranscript after Close.
@@ -575,7 +576,7 @@ func (c *Client) setRetained(topic string, b []byte) {
 func (c *Client) Stats() Stats {
 	qs := c.queue.Stats()
 	c.mu.Lock()
-	outbox := len(c.outbox)
+	outbox, lastErr := len(c.outbox), c.lastError
 	c.mu.Unlock()
 	return Stats{
 		Connected: c.link.state().up, Connects: c.connects.Load(), Reconnects: c.reconnects.Load(),
@@ -583,6 +584,7 @@ func (c *Client) Stats() Stats {
 		QueueEntries:    qs.entries, QueueBytes: qs.bytes, QueueDropped: qs.dropped, QueueCorrupt: qs.corrupt,
 		Delivered: c.delivered.Load(), Outbox: outbox, OutboxDropped: c.outboxDropped.Load(),
 		InterimDropped: c.interimDropped.Load(), Requests: c.requests.Load(), RequestsBusy: c.requestsBusy.Load(),
+		LastError: lastErr,
 	}
 }
 

@@ -40,9 +40,12 @@ func discoveryMessages(prefix, base, deviceID, version string) []discoveryMsg {
 		"name":         "hark " + deviceID,
 		"manufacturer": "hark",
 		"model":        "hark speech-to-text",
-		"sw_version":   version,
 	}
-	origin := map[string]any{"name": "hark", "sw_version": version}
+	origin := map[string]any{"name": "hark"}
+	if version != "" {
+		device["sw_version"] = version
+		origin["sw_version"] = version
+	}
 	avail := func(m map[string]any) map[string]any {
 		m["availability_topic"] = base + "/availability"
 		m["payload_available"] = "online"

@@ -67,7 +67,15 @@ func TestTLSAndPassword(t *testing.T) {
 			o.Username, o.Password = user, password
 			mut(&o)
 			c := startClient(t, o)
-			ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+			// Wait for two refused attempts (the second must be logged at debug only).
+			deadline := time.Now().Add(waitFor)
+			for c.Stats().ConnectFailures < 2 {
+				if time.Now().After(deadline) {
+					t.Fatalf("no refused attempts: %+v", c.Stats())
+				}
+				time.Sleep(10 * time.Millisecond) // pacing a poll of a counter
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 			defer cancel()
 			if err := c.AwaitConnection(ctx); err == nil {
 				t.Fatal("connected")
