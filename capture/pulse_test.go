@@ -2,13 +2,13 @@ package capture
 
 import (
 	"bytes"
-	"strings"
 	"context"
 	"math"
 	"math/cmplx"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
