@@ -8,7 +8,6 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -17,6 +16,7 @@ import (
 	"github.com/hark-audio/hark/audio"
 	"github.com/hark-audio/hark/config"
 	"github.com/hark-audio/hark/dgemu"
+	"github.com/hark-audio/hark/internal/leaktest"
 	"github.com/hark-audio/hark/transcript"
 )
 
@@ -304,33 +304,11 @@ func (h *harness) rest() []transcript.Utterance {
 	}
 }
 
-// checkNoLeak fails if goroutines started by the test are still running, retrying while
-// they wind down (no fixed sleep decides the result).
-func checkNoLeak(t *testing.T, before int) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		n := runtime.NumGoroutine()
-		if n <= before {
-			return
-		}
-		if time.Now().After(deadline) {
-			buf := make([]byte, 1<<20)
-			buf = buf[:runtime.Stack(buf, true)]
-			t.Fatalf("%d goroutines left running (started with %d):\n%s", n, before, buf)
-		}
-		runtime.Gosched()
-		time.Sleep(20 * time.Millisecond) // polling interval for the leak check only
-	}
-}
-
 // TestRunTranscribesAndMapsTimes streams the demo recording (four sentences separated by
 // gated silences) and checks the JSON lines: texts in order, source live, and every
 // utterance's capture times within 100 ms of the sentence's known position.
 func TestRunTranscribesAndMapsTimes(t *testing.T) {
-	// Registered first, so it runs last: after every other cleanup (broker, emulator, agent).
-	before := runtime.NumGoroutine()
-	t.Cleanup(func() { checkNoLeak(t, before) })
+	leaktest.Check(t) // first, so it runs after every other cleanup (broker, emulator, agent)
 	d := loadDemo(t)
 	emu := dgemu.NewServer(dgemu.Config{Utterances: d.lines})
 	// Paced like a microphone: the live service takes audio at about real time, and a
@@ -412,9 +390,7 @@ func (h *harness) feedSentence(d *demo, i int, pos *float64, gap float64) span {
 // must come back from the spool through the pre-recorded endpoint, with its original
 // capture times and source "spool", and no audio may be transcribed twice.
 func TestDropMidUtteranceGoesToSpool(t *testing.T) {
-	// Registered first, so it runs last: after every other cleanup (broker, emulator, agent).
-	before := runtime.NumGoroutine()
-	t.Cleanup(func() { checkNoLeak(t, before) })
+	leaktest.Check(t) // first, so it runs after every other cleanup (broker, emulator, agent)
 	d := loadDemo(t)
 	emu := dgemu.NewServer(dgemu.Config{Utterances: d.lines})
 	defer emu.Close()

@@ -4,14 +4,15 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+
 	"github.com/hark-audio/hark/config"
 	"github.com/hark-audio/hark/dgemu"
+	"github.com/hark-audio/hark/internal/leaktest"
 	"github.com/hark-audio/hark/mqttlink/brokertest"
 )
 
@@ -107,9 +108,7 @@ func jsonField(s, field string) any {
 // state and config topics, transcripts at QoS 1, events, remote configuration (good and
 // bad payloads, persisted), mute (nothing sent while muted) and offline at the end.
 func TestMQTTEndToEnd(t *testing.T) {
-	// Registered first, so it runs last: after every other cleanup (broker, emulator, agent).
-	before := runtime.NumGoroutine()
-	t.Cleanup(func() { checkNoLeak(t, before) })
+	leaktest.Check(t) // first, so it runs after every other cleanup (broker, emulator, agent)
 	broker := brokertest.Start(t)
 	d := loadDemo(t)
 	emu := dgemu.NewServer(dgemu.Config{Utterances: d.lines})

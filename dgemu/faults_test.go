@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/hark-audio/hark/internal/leaktest"
 )
 
 func TestDropSessions(t *testing.T) {
@@ -189,7 +191,7 @@ func TestCloseWithOpenSessions(t *testing.T) {
 		}
 	}
 	http.DefaultClient.CloseIdleConnections()
-	checkNoLeak(t, before)
+	leaktest.Wait(t, before)
 }
 
 func TestNoLeakAfterTraffic(t *testing.T) {
@@ -208,7 +210,7 @@ func TestNoLeakAfterTraffic(t *testing.T) {
 			t.Errorf("close %v", c.err)
 		}
 	}()
-	checkNoLeak(t, before)
+	leaktest.Wait(t, before)
 }
 
 // TestResultsDelay: with service latency, a client that closes right after CloseStream (as

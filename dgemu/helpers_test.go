@@ -6,7 +6,6 @@ import (
 	"math"
 	"net/http"
 	"net/url"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -237,23 +236,4 @@ func nonEmpty(ts []string) []string {
 		}
 	}
 	return out
-}
-
-// checkNoLeak fails if goroutines started by the test are still running.
-func checkNoLeak(t *testing.T, before int) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		n := runtime.NumGoroutine()
-		if n <= before {
-			return
-		}
-		if time.Now().After(deadline) {
-			buf := make([]byte, 1<<16)
-			buf = buf[:runtime.Stack(buf, true)]
-			t.Fatalf("goroutine leak: %d > %d\n%s", n, before, buf)
-		}
-		runtime.Gosched()
-		time.Sleep(10 * time.Millisecond) // polling the goroutine count, not waiting for an event
-	}
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/hark-audio/hark/audio"
 	"github.com/hark-audio/hark/dgemu"
+	"github.com/hark-audio/hark/internal/leaktest"
 )
 
 func wavFile(t *testing.T, s []int16) string { return wavFileB(t, s) }
@@ -28,7 +29,7 @@ func wavFileB(t testing.TB, s []int16) string {
 }
 
 func TestTranscribeFile(t *testing.T) {
-	checkLeaks(t)
+	leaktest.Check(t)
 	srv := startEmu(t, dgemu.Config{Utterances: []string{"Hello from the spool."}})
 	c := newTestClient(t, srv.HTTPURL())
 	path := wavFile(t, speech(1500*time.Millisecond))
@@ -66,7 +67,7 @@ func TestTranscribeFile(t *testing.T) {
 }
 
 func TestTranscribeRetriesTransient(t *testing.T) {
-	checkLeaks(t)
+	leaktest.Check(t)
 	srv := startEmu(t, dgemu.Config{})
 	c := newTestClient(t, srv.HTTPURL())
 	path := wavFile(t, speech(time.Second))
@@ -88,7 +89,7 @@ func TestTranscribeRetriesTransient(t *testing.T) {
 }
 
 func TestTranscribeGivesUp(t *testing.T) {
-	checkLeaks(t)
+	leaktest.Check(t)
 	srv := startEmu(t, dgemu.Config{})
 	c := newTestClient(t, srv.HTTPURL())
 	path := wavFile(t, speech(time.Second))
@@ -107,7 +108,7 @@ func TestTranscribeGivesUp(t *testing.T) {
 }
 
 func TestTranscribeNoRetryOn4xx(t *testing.T) {
-	checkLeaks(t)
+	leaktest.Check(t)
 	srv := startEmu(t, dgemu.Config{})
 	c := newTestClient(t, srv.HTTPURL())
 	path := wavFile(t, speech(time.Second))
@@ -132,7 +133,7 @@ func TestTranscribeNoRetryOn4xx(t *testing.T) {
 }
 
 func TestTranscribeBadKeyAndCorruptAudio(t *testing.T) {
-	checkLeaks(t)
+	leaktest.Check(t)
 	srv := startEmu(t, dgemu.Config{})
 	bad := NewClient(ClientConfig{URL: srv.HTTPURL(), APIKey: "wrong-key", Logger: testLogger(t)})
 	t.Cleanup(bad.CloseIdleConnections)
@@ -155,7 +156,7 @@ func TestTranscribeBadKeyAndCorruptAudio(t *testing.T) {
 }
 
 func TestTranscribeNetworkErrors(t *testing.T) {
-	checkLeaks(t)
+	leaktest.Check(t)
 	path := wavFile(t, speech(time.Second))
 	c := newTestClient(t, "http://"+freePort(t)+"/v1/listen")
 	_, err := c.TranscribeFile(context.Background(), path, nil, nil)

@@ -7,7 +7,6 @@ import (
 	"math"
 	"net"
 	"os"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -29,29 +28,6 @@ func (w testWriter) Write(b []byte) (int, error) {
 
 func testLogger(t testing.TB) *slog.Logger {
 	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
-// checkLeaks registers a cleanup that fails the test if goroutines started during it
-// are still running a few seconds after it ends (retrying: some exit asynchronously).
-// It runs after cleanups registered later (LIFO), i.e. after servers and clients close.
-func checkLeaks(t *testing.T) {
-	before := runtime.NumGoroutine()
-	t.Cleanup(func() {
-		deadline := time.Now().Add(5 * time.Second)
-		for {
-			n := runtime.NumGoroutine()
-			if n <= before {
-				return
-			}
-			if time.Now().After(deadline) {
-				buf := make([]byte, 1<<20)
-				buf = buf[:runtime.Stack(buf, true)]
-				t.Fatalf("goroutine leak: %d before, %d after\n%s", before, n, buf)
-			}
-			runtime.Gosched()
-			time.Sleep(10 * time.Millisecond) // pacing the poll, not waiting for a result
-		}
-	})
 }
 
 // speech returns d of "speech" (a 300 Hz tone at about -12 dBFS) framed by 200 ms of

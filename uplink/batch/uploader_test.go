@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/hark-audio/hark/dgemu"
+	"github.com/hark-audio/hark/internal/leaktest"
 	"github.com/hark-audio/hark/transcript"
 	"github.com/hark-audio/hark/uplink/spool"
 )
@@ -67,7 +68,7 @@ func newUploader(t *testing.T, sp *spool.Spool, c *Client, r *receiver, conc int
 // utterances; each time the service comes back, the spool drains in capture order and
 // every utterance is uploaded once and published once.
 func TestUploaderOutages(t *testing.T) {
-	checkLeaks(t)
+	leaktest.Check(t)
 	addr := freePort(t)
 	c := newTestClient(t, "http://"+addr+"/v1/listen")
 	c.cfg.RetryMax = 1
@@ -115,7 +116,7 @@ func TestUploaderOutages(t *testing.T) {
 // TestUploaderRetryAfter: 503 and 429 with Retry-After, then success. The client does
 // no retries of its own here, so the uploader's wait honours (capped) Retry-After.
 func TestUploaderRetryAfter(t *testing.T) {
-	checkLeaks(t)
+	leaktest.Check(t)
 	srv := startEmu(t, dgemu.Config{})
 	c := newTestClient(t, srv.HTTPURL())
 	c.cfg.RetryMax = 0
@@ -140,7 +141,7 @@ func TestUploaderRetryAfter(t *testing.T) {
 // TestUploaderCorruptMovedAside: the service calls one file corrupt (400); it goes to
 // failed/ with the reason, and the entries around it are published in order.
 func TestUploaderCorruptMovedAside(t *testing.T) {
-	checkLeaks(t)
+	leaktest.Check(t)
 	srv := startEmu(t, dgemu.Config{})
 	c := newTestClient(t, srv.HTTPURL())
 	dir := t.TempDir()
@@ -180,7 +181,7 @@ func TestUploaderCorruptMovedAside(t *testing.T) {
 func TestUploaderAccountRefusalPauses(t *testing.T) {
 	for _, status := range []int{401, 402, 403} {
 		t.Run(fmt.Sprint(status), func(t *testing.T) {
-			checkLeaks(t)
+			leaktest.Check(t)
 			srv := startEmu(t, dgemu.Config{})
 			c := newTestClient(t, srv.HTTPURL())
 			sp := openSpool(t, t.TempDir())
@@ -211,7 +212,7 @@ func TestUploaderAccountRefusalPauses(t *testing.T) {
 // the pass; the uploads that finished meanwhile saved their responses, so the retry
 // publishes everything in capture order without uploading anything twice.
 func TestUploaderPublishOrderNoReupload(t *testing.T) {
-	checkLeaks(t)
+	leaktest.Check(t)
 	srv := startEmu(t, dgemu.Config{})
 	c := newTestClient(t, srv.HTTPURL())
 	sp := openSpool(t, t.TempDir())
@@ -237,7 +238,7 @@ func TestUploaderPublishOrderNoReupload(t *testing.T) {
 func TestUploaderCrash(t *testing.T) {
 	for _, mode := range []string{"during-upload", "before-publish"} {
 		t.Run(mode, func(t *testing.T) {
-			checkLeaks(t)
+			leaktest.Check(t)
 			srv := startEmu(t, dgemu.Config{})
 			dir := t.TempDir()
 			out := filepath.Join(t.TempDir(), "published.jsonl")
@@ -362,7 +363,7 @@ func readLines(t *testing.T, path string) []transcript.Utterance {
 // with a filler file), so saving responses fails with ENOSPC; every entry is still
 // published once, in order, and nothing stored is lost. Needs root to mount.
 func TestUploaderDiskFull(t *testing.T) {
-	checkLeaks(t)
+	leaktest.Check(t)
 	mnt := t.TempDir()
 	if err := syscall.Mount("tmpfs", mnt, "tmpfs", 0, "size=256k,mode=0700"); err != nil {
 		t.Skipf("cannot mount a small tmpfs here (%v)", err)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/hark-audio/hark/dgemu"
+	"github.com/hark-audio/hark/internal/leaktest"
 )
 
 // Interims reach Handler.Interim; an UtteranceEnd publishes the utterance while the
@@ -114,7 +115,7 @@ func TestRunContextCancelled(t *testing.T) {
 		t.Errorf("Close after Run: %v", err)
 	}
 	srv.Close()
-	checkGoroutines(t, base)
+	leaktest.Wait(t, base)
 }
 
 // Close before Run: what was queued goes to Unconfirmed, Run returns at once.

@@ -17,6 +17,7 @@ import (
 
 	"github.com/hark-audio/hark/audio"
 	"github.com/hark-audio/hark/dgemu"
+	"github.com/hark-audio/hark/internal/leaktest"
 	"github.com/hark-audio/hark/transcript"
 )
 
@@ -265,29 +266,9 @@ func newHarness(t testing.TB, ecfg dgemu.Config, mod func(*Config)) *harness {
 			}
 		}
 		srv.Close()
-		checkGoroutines(t, base)
+		leaktest.Wait(t, base)
 	})
 	return h
-}
-
-// checkGoroutines fails if goroutines started during the test are still running.
-func checkGoroutines(t testing.TB, base int) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		n := runtime.NumGoroutine()
-		if n <= base {
-			return
-		}
-		if time.Now().After(deadline) {
-			buf := make([]byte, 1<<20)
-			buf = buf[:runtime.Stack(buf, true)]
-			t.Errorf("goroutine leak: %d running, %d before the test\n%s", n, base, buf)
-			return
-		}
-		runtime.Gosched()
-		time.Sleep(10 * time.Millisecond) // polling the scheduler, not waiting for a result
-	}
 }
 
 // waitSession waits on the emulator for a session matching ok.
