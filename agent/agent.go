@@ -371,6 +371,9 @@ func (a *Agent) liveConfig(cfg config.Config, key string) live.Config {
 		URL: d.URL, APIKey: key, Options: live.Query(d),
 		KeepAlive: d.KeepAlive.D(), IdleClose: d.IdleClose.D(), ConnectTimeout: d.ConnectTimeout.D(),
 		ResultTimeout: d.ResultTimeout.D(), Interim: d.InterimResults,
+		// A file or stdin read faster than real time can wait for the uplink; a microphone
+		// cannot, and its audio loop must never block.
+		Blocking: cfg.Capture.Input != "" && !cfg.Capture.Realtime,
 		Logger: a.opts.Logger.With("component", "live"),
 	}
 }

@@ -527,3 +527,55 @@ func TestReloadAppliesLiveKeys(t *testing.T) {
 		t.Errorf("a failed reload changed the running configuration (threshold %v)", got)
 	}
 }
+
+// TestFastInputLosesNothing feeds two minutes of speech (the demo eight times) as fast as
+// possible to a service that accepts audio at 1.25x real time. The live stream cannot keep
+// up; every sentence must still be transcribed, live or through the spool, and no frame
+// may be dropped on the way (a file input waits for the uplink rather than losing audio).
+func TestFastInputLosesNothing(t *testing.T) {
+	leaktest.Check(t)
+	d := loadDemo(t)
+	var lines []string
+	for range 8 {
+		lines = append(lines, d.lines...)
+	}
+	emu := dgemu.NewServer(dgemu.Config{Utterances: lines, RealtimeLimit: 1.25})
+	defer emu.Close()
+	h := newHarness(t, emu, "capture:\n  realtime: false\n")
+	h.start()
+	for range 8 {
+		h.feed(d.pcm(0, 100))
+	}
+	h.endInput()
+	got := h.rest()
+	dur := float64(len(d.samples)) / audio.SampleRate
+	t0 := got[0].Start.Add(-time.Duration(d.spans[0].Start * float64(time.Second)))
+	at := func(s float64) time.Time { return t0.Add(time.Duration(s * float64(time.Second))) }
+	for k := range 8 {
+		for i, sp := range d.spans {
+			a, b := at(float64(k)*dur+sp.Start), at(float64(k)*dur+sp.End)
+			covered := false
+			for _, u := range got {
+				if u.Start.Before(b) && u.End.After(a) {
+					covered = true
+				}
+			}
+			if !covered {
+				t.Errorf("copy %d sentence %d (%.1f s) was lost", k, i, float64(k)*dur+sp.Start)
+			}
+		}
+	}
+	if st := h.agent.uplink.Stats(); st.InputDropped != 0 {
+		t.Errorf("%d frames dropped between the gate and the uplink", st.InputDropped)
+	}
+	t.Logf("%d utterances, %d through the spool", len(got), countSource(got, transcript.SourceSpool))
+}
+
+func countSource(us []transcript.Utterance, s transcript.Source) (n int) {
+	for _, u := range us {
+		if u.Source == s {
+			n++
+		}
+	}
+	return n
+}

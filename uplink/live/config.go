@@ -68,8 +68,13 @@ type Config struct {
 	// full queue means the service stopped reading: the connection is treated as dead.
 	WriteQueue int
 	// InputQueue bounds the frames waiting for the uplink's goroutine (default 600, 60 s).
-	// When full, frames are dropped and counted; segment starts and ends are never dropped.
+	// When full, frames are dropped and counted (unless Blocking); segment starts and ends
+	// are never dropped.
 	InputQueue int
+	// Blocking makes Frame wait for room in a full input queue instead of dropping the
+	// frame. For inputs that are not real time (a file read as fast as possible), where the
+	// caller can wait and dropping would lose speech; never for a microphone.
+	Blocking bool
 
 	// Interim delivers interim results to Handler.Interim (the stream must be opened with
 	// interim_results=true for any to arrive).

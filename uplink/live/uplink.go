@@ -174,6 +174,7 @@ type Uplink struct {
 	closeWait time.Duration
 
 	inSig     chan struct{}
+	space     chan struct{} // closed when the input queue is drained; only with Config.Blocking
 	closeReq  chan struct{}
 	closeOnce sync.Once
 	done      chan struct{}
@@ -255,6 +256,28 @@ func (u *Uplink) push(in input) {
 		}
 		u.mu.Unlock()
 		return
+	case in.kind == inFrame && u.inFrames >= u.cfg.InputQueue && u.cfg.Blocking:
+		// A non-real-time input (a file read as fast as possible) waits for the uplink
+		// instead of losing audio: nothing but this caller's pace depends on it.
+		for u.inFrames >= u.cfg.InputQueue && !u.stopped {
+			if u.space == nil {
+				u.space = make(chan struct{})
+			}
+			space := u.space
+			u.mu.Unlock()
+			select {
+			case <-space:
+			case <-u.done:
+				u.st.inputDropped.Add(1)
+				return
+			}
+			u.mu.Lock()
+		}
+		if u.stopped {
+			u.st.inputDropped.Add(1)
+			u.mu.Unlock()
+			return
+		}
 	case in.kind == inFrame && u.inFrames >= u.cfg.InputQueue:
 		u.st.inputDropped.Add(1)
 		u.mu.Unlock()
@@ -335,6 +358,10 @@ func (u *Uplink) event(typ string, attrs map[string]any) {
 func (u *Uplink) Close(ctx context.Context) error {
 	u.mu.Lock()
 	u.stopped = true
+	if u.space != nil { // wake a blocked Frame: it will see stopped
+		close(u.space)
+		u.space = nil
+	}
 	started := u.started
 	u.started = true // Run, if called later, returns at once
 	u.closeWait = u.cfg.CloseTimeout
@@ -418,6 +445,10 @@ func (u *Uplink) drainInputs() {
 	u.mu.Lock()
 	q := u.inq
 	u.inq, u.inFrames = nil, 0
+	if u.space != nil {
+		close(u.space)
+		u.space = nil
+	}
 	u.mu.Unlock()
 	for _, in := range q {
 		switch in.kind {
@@ -1171,6 +1202,10 @@ func (u *Uplink) abort() {
 func (u *Uplink) finish() {
 	u.mu.Lock()
 	u.stopped = true
+	if u.space != nil { // wake a blocked Frame: it will see stopped
+		close(u.space)
+		u.space = nil
+	}
 	u.mu.Unlock()
 	if u.open != nil {
 		u.segEnd()
