@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -392,7 +393,13 @@ func (h *harness) feedSentence(d *demo, i int, pos *float64, gap float64) span {
 func TestDropMidUtteranceGoesToSpool(t *testing.T) {
 	leaktest.Check(t) // first, so it runs after every other cleanup (broker, emulator, agent)
 	d := loadDemo(t)
-	emu := dgemu.NewServer(dgemu.Config{Utterances: d.lines})
+	// Content-addressed transcripts: whichever path carries a piece of a sentence, it gets
+	// that piece's words, so the test can check the words end to end.
+	ref, err := dgemu.LoadReference(filepath.Join("..", "testdata", "demo", "sample.wav"), filepath.Join("..", "testdata", "demo", "sample.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	emu := dgemu.NewServer(dgemu.Config{Reference: ref})
 	defer emu.Close()
 	h := newHarness(t, emu, "capture:\n  realtime: true\n")
 	h.start()
@@ -463,7 +470,24 @@ func TestDropMidUtteranceGoesToSpool(t *testing.T) {
 	if !covered {
 		t.Error("the third sentence was lost")
 	}
+	// Word by word, in capture order, what was published is what was said: the piece from
+	// the spool and the piece streamed after the reconnect add up to the second sentence.
+	var words []string
+	for _, u := range sortedByStart(got) {
+		for _, w := range u.Words {
+			words = append(words, w.Punctuated)
+		}
+	}
+	if want := strings.Join(d.lines[:3], " "); strings.Join(words, " ") != want {
+		t.Errorf("published words\n%q\nwant\n%q", strings.Join(words, " "), want)
+	}
 	emu.Close()
+}
+
+func sortedByStart(us []transcript.Utterance) []transcript.Utterance {
+	out := append([]transcript.Utterance(nil), us...)
+	sort.Slice(out, func(i, j int) bool { return out[i].Start.Before(out[j].Start) })
+	return out
 }
 
 // TestMuteSurvivesRestart: the mute setting is persisted under the state directory and a

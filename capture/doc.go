@@ -38,9 +38,10 @@
 //
 // A device that stops, fails, or delivers nothing for Config.StallTimeout is released and
 // reopened with exponential backoff and jitter until it works or the Source is closed.
-// Releasing is bounded: miniaudio's PulseAudio backend never returns from
-// ma_device_uninit after its server died, so such a device is abandoned (logged) rather
-// than freezing capture.
+// A device is stopped before it is uninitialised (miniaudio's PulseAudio backend
+// otherwise never returns from ma_device_uninit once its stream is dead), and releasing is
+// bounded anyway: a device that does not close in time is abandoned and logged rather
+// than freezing capture. Repeated losses back off further and log once above Debug.
 //
 // # Backends
 //

@@ -459,7 +459,7 @@ func (s *Source) superviseMic(ctx context.Context, m *micInput, o *openDevice, r
 			s.release(cur)
 		}
 	}()
-	check := time.NewTicker(s.cfg.StallTimeout / 4)
+	check := time.NewTicker(max(s.cfg.StallTimeout/4, 10*time.Millisecond))
 	defer check.Stop()
 	timer := time.NewTimer(0)
 	timer.Stop()

@@ -80,7 +80,9 @@ type utt struct {
 	speechWins        []int
 	tokens            []string // fixture text split in words; nil = describe what was heard
 	fixture           bool
-	words             []word // assigned when closed
+	refSpan           int     // index in Config.Reference's spans, -1 if not located there
+	refPos            float64 // reference seconds at the utterance's first speech window
+	words             []word  // assigned when closed
 }
 
 // transcriber is the deterministic recogniser shared by the live and pre-recorded paths:
@@ -95,6 +97,10 @@ type transcriber struct {
 	interimWins int
 	next        func() (string, bool) // next fixture text
 	emit        func(any)             // live messages out (nil on the pre-recorded path)
+
+	ref         *Reference // content-addressed fixture, or nil
+	recent      []float32  // last samples, for locating an onset in ref
+	recentStart int64      // index of recent[0] in the audio
 
 	cur           *utt
 	pending       []*utt // closed, words not yet sent in a final (live path)
@@ -119,7 +125,8 @@ func (t *transcriber) ms(ms int) int {
 }
 
 func newTranscriber(o *Options, rate int, cfg *Config, next func() (string, bool), emit func(any), meta resultsMeta) *transcriber {
-	t := &transcriber{o: o, an: newAnalyzer(rate, cfg.SpeechThresholdDBFS), next: next, emit: emit, lastSpeech: -1, meta: meta}
+	t := &transcriber{o: o, an: newAnalyzer(rate, cfg.SpeechThresholdDBFS), next: next, emit: emit, lastSpeech: -1, meta: meta,
+		ref: cfg.Reference}
 	t.gapWins = t.ms(int(cfg.UtteranceGap.Milliseconds()))
 	t.rawEpWins = t.ms(o.EndpointingMs)
 	t.epWins = t.rawEpWins
@@ -132,6 +139,7 @@ func newTranscriber(o *Options, rate int, cfg *Config, next func() (string, bool
 
 // addSamples feeds decoded mono audio and runs the state machine on each new window.
 func (t *transcriber) addSamples(x []float32) {
+	t.keepRecent(x)
 	n := t.an.add(x)
 	for i := len(t.an.speech) - n; i < len(t.an.speech); i++ {
 		t.step(i)
@@ -141,8 +149,11 @@ func (t *transcriber) addSamples(x []float32) {
 func (t *transcriber) step(i int) {
 	if t.an.speech[i] {
 		if t.cur == nil {
-			t.cur = &utt{startWin: i}
-			if text, ok := t.next(); ok {
+			t.cur = &utt{startWin: i, refSpan: -1}
+			if span, pos, ok := t.refLookup(i); ok {
+				t.cur.refSpan, t.cur.refPos, t.cur.fixture = span, pos, true
+				t.cur.tokens = strings.Fields(t.ref.Spans[span].Text)
+			} else if text, ok := t.next(); ok {
 				t.cur.tokens = strings.Fields(text)
 				t.cur.fixture = true
 			}
@@ -182,6 +193,9 @@ func (t *transcriber) closeUtt() {
 	t.cur = nil
 	if !u.fixture {
 		u.tokens = describe(t.an.time(u.lastWin+1) - t.an.time(u.startWin))
+	}
+	if u.refSpan >= 0 {
+		u.tokens = t.refTokens(u)
 	}
 	u.words = t.spread(u, u.tokens)
 	if t.emit == nil {

@@ -39,6 +39,9 @@ type Config struct {
 	// connections gets lines 1, 2, 3... as a single stream would. When the fixture is
 	// exhausted, utterances are described ("speech one point two seconds").
 	Utterances []string
+	// Reference, if set, makes transcripts content-addressed (see Reference): utterances
+	// found in the reference recording take its text whatever order they arrive in.
+	Reference *Reference
 	// IdleTimeout: no frame from the client for this long closes the stream with
 	// Metadata then 1011 NET-0001. Default 10 s; negative disables.
 	IdleTimeout time.Duration

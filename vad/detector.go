@@ -20,33 +20,51 @@ type Analysis struct {
 	Open bool
 }
 
+// Analysis-band filter: the VAD looks at its own copy of the audio, decimated 2:1 by
+// averaging sample pairs (a gentle low-pass, -3 dB at 4 kHz) and high-passed at 250 Hz
+// (4th-order Butterworth, -56 dB at 50 Hz), which removes the rumble, hum and brown-noise
+// energy that carries no speech and would otherwise dominate the level.
 const (
 	decimRate = 8000
 	hpCutHz   = 250
 	silentDB  = -120.0
-	smoothN   = 4
+	// smoothN frames of band power are averaged for the decision: speech is sustained over
+	// syllables while machinery fluctuates frame to frame, so a mean over a few frames
+	// separates them better than one frame does (on the evaluation set a 500 ms mean
+	// raised the frame-level AUC against machine noise at 5 dB SNR from 0.83 to 0.95).
+	// The delay this adds to an onset is covered by the pre-roll; at the end it lengthens
+	// speech by up to smoothN-1 frames.
+	smoothN = 4
+	// confirmFrames mean levels above threshold in a row start speech; the pre-roll
+	// covers them.
 	confirmFrames = 2
+	// strongDB above threshold starts speech on a single frame (loud, sudden onsets).
 	strongDB = 6.0
+	// warmupFrames is the history needed before the floor is trusted.
 	warmupFrames = 5
+	// floorQ is the percentile of the level history taken as the noise floor: it stays in
+	// the noise while speech fills less than 90% of the floor window.
 	floorQ = 0.10
+	// spreadLoQ..spreadHiQ is the part of the quiet-frame history whose width measures how
+	// much the noise itself fluctuates (P10-P2 is about 0.8 standard deviations of
+	// Gaussian levels, and much more for lumpy machine noise).
 	spreadLoQ = 0.02
 	spreadHiQ = 0.10
+	// spreadAlpha smooths that width over about 10 s: a percentile distance over a few
+	// hundred frames is itself noisy, and the threshold should not twitch with it.
 	spreadAlpha = 0.01
+	// maxMargin caps the noise-driven part of the threshold.
 	maxMargin = 10.0
+	// holdMinDB: once speech has started (or while the gate is open), frames count as
+	// speech while their level stays above threshold-ReleaseDB, but never closer than
+	// this to the floor, so steady noise cannot hold the gate open.
 	holdMinDB = 1.5
 )
 
-// experimental knobs
-var (
-	bandEdges = [][2]float64{{250, 700}, {700, 1400}, {1400, 2800}}
-	bandFactor = 1.0 // multiplies NoiseFactor for sub-bands
-	bandExtraDB = 0.0 // added to sub-band margins
-)
-
-const maxBands = 8
-
 type biquad struct{ b0, b1, b2, a1, a2 float64 }
 
+// highpass is one RBJ high-pass section; two with Q 0.5412 and 1.3066 make a 4th-order
+// Butterworth.
 func highpass(fc, fs, q float64) biquad {
 	w := 2 * math.Pi * fc / fs
 	cw, sw := math.Cos(w), math.Sin(w)
@@ -58,41 +76,31 @@ func highpass(fc, fs, q float64) biquad {
 	}
 }
 
-// bandpass is an RBJ band-pass section with 0 dB peak gain between lo and hi.
-func bandpass(lo, hi, fs float64) biquad {
-	fc := math.Sqrt(lo * hi)
-	bw := math.Log2(hi / lo)
-	w := 2 * math.Pi * fc / fs
-	cw, sw := math.Cos(w), math.Sin(w)
-	alpha := sw * math.Sinh(math.Ln2/2*bw*w/sw)
-	a0 := 1 + alpha
-	return biquad{b0: alpha / a0, b1: 0, b2: -alpha / a0, a1: -2 * cw / a0, a2: (1 - alpha) / a0}
-}
-
-// channel tracks one band's level, floor and spread.
-type channel struct {
-	all    history
-	quiet  history
-	pw     [smoothN]float64
-	spread float64
-	// per frame
-	inst, l, floor, thr, hold float64
-}
-
+// detector is the frame-level VAD: level in the analysis band, adaptive floor and spread,
+// hysteresis and onset confirmation. It owns no frames; it only reads samples.
 type detector struct {
 	cfg Config
 	hp1 biquad
 	hp2 biquad
+	// filter state (transposed direct form II)
 	z1, z2, z3, z4 float64
 
-	nb    int
-	bp    [maxBands]biquad
-	bz    [maxBands][2]float64
-	ch    [maxBands + 1]channel
+	// all holds the levels of every recent frame: its low percentile is the floor, and it
+	// follows a changed noise level even while the detector thinks it hears speech.
+	all history
+	// quiet holds only frames judged not speech: the spread of its low tail measures how
+	// much the noise itself fluctuates without speech widening it.
+	quiet history
+
+	// pw holds the band power of the last smoothN frames: the decision looks at their mean.
+	pw    [smoothN]float64
 	pwPos int
 
-	above  int
-	speech bool
+	// spread is the noise's spread (P10-P2 of the quiet history, dB), smoothed over time.
+	spread float64
+
+	above  int  // consecutive frames above threshold
+	speech bool // current decision (hysteresis state)
 }
 
 func newDetector(cfg Config) *detector {
@@ -100,33 +108,29 @@ func newDetector(cfg Config) *detector {
 		hp1: highpass(hpCutHz, decimRate, 0.5412),
 		hp2: highpass(hpCutHz, decimRate, 1.3066),
 	}
-	d.nb = len(bandEdges)
-	for i, e := range bandEdges {
-		d.bp[i] = bandpass(e[0], e[1], decimRate)
-	}
 	d.setConfig(cfg)
 	return d
 }
 
+// setConfig applies new settings at once. A shorter floor window keeps the newest history.
 func (d *detector) setConfig(cfg Config) {
 	d.cfg = cfg
 	w := clampInt(cfg.FloorWindowMS/100, warmupFrames, maxFloorWindow/100)
-	for i := 0; i <= d.nb; i++ {
-		d.ch[i].all.resize(w)
-		d.ch[i].quiet.resize(w)
-	}
+	d.all.resize(w)
+	d.quiet.resize(w)
 }
 
-// power filters the frame and stores each channel's mean power in e.
-func (d *detector) power(s []int16, e *[maxBands + 1]float64) {
+// power filters the frame into the analysis band and returns its mean power relative to
+// full scale (1.0 = a full-scale square wave).
+func (d *detector) power(s []int16) float64 {
 	f, h := d.hp1, d.hp2
 	z1, z2, z3, z4 := d.z1, d.z2, d.z3, d.z4
-	*e = [maxBands + 1]float64{}
-	if len(s)%2 == 1 {
+	var e float64
+	i := 0
+	if len(s)%2 == 1 { // odd-length frames (never from capture) are tolerated
 		s = s[:len(s)-1]
 	}
-	nb := d.nb
-	for i := 0; i+1 < len(s); i += 2 {
+	for ; i+1 < len(s); i += 2 {
 		x := float64(int32(s[i])+int32(s[i+1])) * 0.5
 		y := f.b0*x + z1
 		z1 = f.b1*x - f.a1*y + z2
@@ -134,24 +138,13 @@ func (d *detector) power(s []int16, e *[maxBands + 1]float64) {
 		v := h.b0*y + z3
 		z3 = h.b1*y - h.a1*v + z4
 		z4 = h.b2*y - h.a2*v
-		e[0] += v * v
-		for b := 0; b < nb; b++ {
-			q := &d.bp[b]
-			z := &d.bz[b]
-			u := q.b0*v + z[0]
-			z[0] = q.b1*v - q.a1*u + z[1]
-			z[1] = q.b2*v - q.a2*u
-			e[b+1] += u * u
-		}
+		e += v * v
 	}
 	d.z1, d.z2, d.z3, d.z4 = z1, z2, z3, z4
 	if len(s) == 0 {
-		return
+		return 0
 	}
-	k := 1 / float64(len(s)/2) / (32768 * 32768)
-	for i := range e {
-		e[i] *= k
-	}
+	return e / float64(len(s)/2) / (32768 * 32768)
 }
 
 func toDB(p float64) float64 {
@@ -161,6 +154,8 @@ func toDB(p float64) float64 {
 	return 10 * math.Log10(p)
 }
 
+// history is a window of levels kept both in arrival order (a ring) and sorted, so a
+// percentile costs one insertion and one removal per frame and no allocation.
 type history struct {
 	ring   [maxFloorWindow / 100]float64
 	sorted []float64
@@ -187,6 +182,7 @@ func (h *history) push(l float64) {
 	h.sorted[i] = l
 }
 
+// resize changes the window, keeping the newest values.
 func (h *history) resize(w int) {
 	if w == h.w {
 		return
@@ -194,7 +190,7 @@ func (h *history) resize(w int) {
 	keep := min(h.n, w)
 	var tmp [maxFloorWindow / 100]float64
 	for i := 0; i < keep; i++ {
-		tmp[i] = h.ring[((h.pos-keep+i)%h.w+h.w)%h.w]
+		tmp[i] = h.ring[((h.pos-keep+i)%h.w+h.w)%h.w] // keep > 0 implies h.w > 0
 	}
 	copy(h.ring[:], tmp[:keep])
 	h.w, h.n, h.pos = w, keep, keep%w
@@ -205,6 +201,7 @@ func (h *history) resize(w int) {
 	sort.Float64s(h.sorted)
 }
 
+// quantile returns the q-quantile of the window (def when empty).
 func (h *history) quantile(q, def float64) float64 {
 	if len(h.sorted) == 0 {
 		return def
@@ -212,86 +209,60 @@ func (h *history) quantile(q, def float64) float64 {
 	return h.sorted[int(q*float64(len(h.sorted)-1)+0.5)]
 }
 
+// analyze decides one frame; open says whether the gate is open, in which case the lower
+// hold threshold applies, as it does while speech lasts. The floor and spread are measured
+// on the history before this frame, so an onset is judged against the noise before it.
 func (d *detector) analyze(s []int16, open bool) Analysis {
-	var e [maxBands + 1]float64
-	d.power(s, &e)
-	ready := d.ch[0].all.n >= warmupFrames
-	best := math.Inf(-1)     // largest l - thr over channels
-	bestInst := math.Inf(-1) // largest inst - thr
-	bestHold := math.Inf(-1) // largest l - hold
-	for c := 0; c <= d.nb; c++ {
-		ch := &d.ch[c]
-		ch.inst = toDB(e[c])
-		ch.pw[d.pwPos] = e[c]
-		var sum float64
-		for _, v := range ch.pw {
-			sum += v
-		}
-		ch.l = toDB(sum / smoothN)
-		ch.floor = ch.all.quantile(floorQ, silentDB)
-		spread := ch.quiet.quantile(spreadHiQ, 0) - ch.quiet.quantile(spreadLoQ, 0)
-		if spreadAll {
-			spread = ch.all.quantile(spreadHiQ, 0) - ch.all.quantile(spreadLoQ, 0)
-		}
-		if ch.quiet.n >= warmupFrames {
-			if ch.spread == 0 {
-				ch.spread = spread
-			}
-			ch.spread += spreadAlpha * (spread - ch.spread)
-		}
-		nf := d.cfg.NoiseFactor
-		extra := 0.0
-		if c > 0 {
-			nf *= bandFactor
-			extra = bandExtraDB
-		}
-		margin := d.cfg.ThresholdDB
-		if m := nf * ch.spread; m > margin {
-			margin = m
-		}
-		if margin > maxMargin && maxMargin > d.cfg.ThresholdDB {
-			margin = maxMargin
-		}
-		margin += extra
-		ch.thr = ch.floor + margin
-		if c == 0 && ch.thr < d.cfg.MinLevelDBFS {
-			ch.thr = d.cfg.MinLevelDBFS
-		}
-		ch.hold = math.Max(ch.thr-d.cfg.ReleaseDB, ch.floor+holdMinDB)
-		if c == 0 || d.ch[0].l > d.cfg.MinLevelDBFS {
-			best = math.Max(best, ch.l-ch.thr)
-			bestInst = math.Max(bestInst, ch.inst-ch.thr)
-			if c == 0 || !holdFull {
-				bestHold = math.Max(bestHold, ch.l-ch.hold)
-			}
-		}
-	}
+	p := d.power(s)
+	inst := toDB(p)
+	d.pw[d.pwPos] = p
 	d.pwPos = (d.pwPos + 1) % smoothN
-	c0 := &d.ch[0]
-	l, floor, thr := c0.l, c0.floor, c0.l-best
+	var sum float64
+	for _, v := range d.pw {
+		sum += v
+	}
+	l := toDB(sum / smoothN)
+	floor := d.all.quantile(floorQ, silentDB)
+	spread := d.quiet.quantile(spreadHiQ, 0) - d.quiet.quantile(spreadLoQ, 0)
+	if d.quiet.n >= warmupFrames {
+		if d.spread == 0 {
+			d.spread = spread
+		}
+		d.spread += spreadAlpha * (spread - d.spread)
+	}
+	margin := d.cfg.ThresholdDB
+	if m := d.cfg.NoiseFactor * d.spread; m > margin {
+		margin = m
+	}
+	if margin > maxMargin && maxMargin > d.cfg.ThresholdDB {
+		margin = maxMargin
+	}
+	thr := floor + margin
+	if thr < d.cfg.MinLevelDBFS {
+		thr = d.cfg.MinLevelDBFS
+	}
+	ready := d.all.n >= warmupFrames
 	if !ready {
-		floor, thr = l, l+d.cfg.ThresholdDB
+		floor, thr = l, l+margin
 	}
 	switch {
 	case !ready:
 		d.above, d.speech = 0, false
 	case d.speech || open:
-		d.speech = bestHold > 0 && l > d.cfg.MinLevelDBFS
-	case best > 0 || bestInst > strongDB:
+		hold := math.Max(thr-d.cfg.ReleaseDB, floor+holdMinDB)
+		d.speech = l > hold && l > d.cfg.MinLevelDBFS
+	case l > thr || inst > thr+strongDB:
 		d.above++
-		d.speech = d.above >= confirmFrames || bestInst > strongDB
+		d.speech = d.above >= confirmFrames || inst > thr+strongDB
 	default:
 		d.above = 0
 	}
-	if !d.speech && best <= 0 {
+	if !d.speech && l <= thr {
 		d.above = 0
 	}
-	for c := 0; c <= d.nb; c++ {
-		ch := &d.ch[c]
-		ch.all.push(ch.inst)
-		if !d.speech {
-			ch.quiet.push(ch.inst)
-		}
+	d.all.push(inst)
+	if !d.speech {
+		d.quiet.push(inst)
 	}
 	return Analysis{LevelDBFS: l, FloorDBFS: floor, ThresholdDBFS: thr, Speech: d.speech}
 }

@@ -256,6 +256,7 @@ func TestGateTimingMatchesReference(t *testing.T) {
 func TestGateMaxSegmentSplitsWithoutLoss(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.MaxSegmentMS = 1000
+	cfg.PreRollMS, cfg.HangoverMS = 500, 700 // the counts below assume these
 	fr := silentFrames(100)
 	g := NewGate(cfg)
 	var ev []Event

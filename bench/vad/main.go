@@ -5,6 +5,7 @@
 // passed through the same pre-roll and hangover), and the fraction sent on noise-only files.
 //
 //	go run ./bench/vad -set /work/vadset/seed1 [-set /work/vadset/seed2] [-config FILE] [-v]
+//	go run ./bench/vad -set /work/vadset/seed1 -cpu 3   # CPU of the decoder and of the VAD+gate, apart
 package main
 
 import (
@@ -45,6 +46,7 @@ func run(args []string, stdout io.Writer) error {
 	cfgFile := fs.String("config", "", "hark configuration file whose vad section is used")
 	verbose := fs.Bool("v", false, "list missed utterances")
 	dump := fs.String("dump", "", "write per-frame analysis of this WAV (with its labels) to stdout and exit")
+	cpu := fs.Int("cpu", 0, "instead of scoring, time the decoder and the VAD+gate separately (best of N rounds)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -60,6 +62,18 @@ func run(args []string, stdout io.Writer) error {
 		return dumpFile(*dump, cfg, stdout)
 	}
 	fmt.Fprintf(stdout, "vad config: %+v\n\n", cfg)
+	if *cpu > 0 {
+		for _, dir := range sets {
+			c, err := measureCPU(dir, cfg, *cpu)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "## %s (CPU, best of %d rounds)\n\n", dir, *cpu)
+			c.write(stdout)
+			fmt.Fprintln(stdout)
+		}
+		return nil
+	}
 	for _, dir := range sets {
 		rep, err := scoreSet(dir, cfg, *verbose, stdout)
 		if err != nil {

@@ -50,6 +50,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	key := fs.String("key", "", "the only API key accepted (a dummy test key; default: any non-empty key). $DGEMU_API_KEY is read when unset")
 	keyFile := fs.String("key-file", "", "read the accepted API key from this file instead of --key")
 	fixture := fs.String("fixture", "", "file with one utterance text per line, handed out in order")
+	reference := fs.String("reference", "", "reference recording FILE.wav (16 kHz mono) with FILE.json beside it: utterances found in it get their own words, in any order")
 	idle := fs.Duration("idle-timeout", 10*time.Second, "close a live stream (1011 NET-0001) after this long without a client frame; 0 disables")
 	noAudio := fs.Duration("no-audio-timeout", 0, "close a live stream that never received audio after this long (1011 NET-0000); 0 disables")
 	rtl := fs.Float64("realtime-limit", 1.25, "accept live audio at most this many times real time; 0 = unlimited")
@@ -98,12 +99,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
+	var ref *dgemu.Reference
+	if *reference != "" {
+		var err error
+		if ref, err = dgemu.LoadReference(*reference, strings.TrimSuffix(*reference, ".wav")+".json"); err != nil {
+			return err
+		}
+	}
 	idleTimeout := *idle
 	if idleTimeout == 0 {
 		idleTimeout = -1
 	}
 	cfg := dgemu.Config{
-		Addr: *addr, APIKey: apiKey, Utterances: lines, IdleTimeout: idleTimeout,
+		Addr: *addr, APIKey: apiKey, Utterances: lines, Reference: ref, IdleTimeout: idleTimeout,
 		NoAudioTimeout: *noAudio, RealtimeLimit: *rtl, UtteranceGap: *gap,
 		SpeechThresholdDBFS: *thresh, InterimInterval: *interim, StrictQuery: *strict,
 		RequireContentLength: *needLen, ResultsDelay: *delay, MaxStreams: *maxStreams, Logger: log,
