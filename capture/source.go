@@ -71,15 +71,15 @@ const (
 
 // Stats are counters and gauges for health reporting.
 type Stats struct {
-	Frames         uint64 // frames delivered
-	Samples        uint64 // samples captured (before any drop)
-	DroppedSamples uint64 // samples lost to ring overflow or discarded partial frames
-	Reopens        uint64 // successful reopens after a loss
-	Device         string // device name in use
-	Backend        string // backend in use
-	State          string
-	LastError      string
-	LastErrorAt    time.Time
+	Frames         uint64    `json:"frames"`          // frames delivered
+	Samples        uint64    `json:"samples"`         // samples captured (before any drop)
+	DroppedSamples uint64    `json:"dropped_samples"` // samples lost to ring overflow or discarded partial frames
+	Reopens        uint64    `json:"reopens"`         // successful reopens after a loss
+	Device         string    `json:"device"`          // device name in use
+	Backend        string    `json:"backend"`         // backend in use
+	State          string    `json:"state"`
+	LastError      string    `json:"last_error,omitempty"`
+	LastErrorAt    time.Time `json:"last_error_at,omitzero"`
 }
 
 // Source delivers frames from one input. Open starts it; Close stops it.
