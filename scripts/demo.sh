@@ -21,9 +21,15 @@ if [ -n "${DEEPGRAM_API_KEY:-}" ]; then
   exec bin/hark run
 fi
 
-fixture="${input%.wav}.txt"
+# What the emulator "hears": with FILE.json beside the recording (sentence positions and
+# texts, like testdata/demo/sample.json) each utterance is recognised by its audio; else
+# FILE.txt hands out one line per utterance in order; else it describes what it heard.
 fixture_flag=()
-[ -f "$fixture" ] && fixture_flag=(--fixture "$fixture")
+if [ -f "${input%.wav}.json" ]; then
+  fixture_flag=(--reference "$input")
+elif [ -f "${input%.wav}.txt" ]; then
+  fixture_flag=(--fixture "${input%.wav}.txt")
+fi
 # The emulator prints its URL on its first line of stdout once it is listening: read it
 # from the pipe rather than guessing when it is ready.
 exec 3< <(exec bin/dgemu --addr 127.0.0.1:0 --print-url "${fixture_flag[@]}" 2>"$state/dgemu.log")
