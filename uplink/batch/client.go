@@ -39,9 +39,11 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/hark-audio/hark/audio"
 	"github.com/hashicorp/go-cleanhttp"
 	"github.com/hashicorp/go-retryablehttp"
+
+	"github.com/hark-audio/hark/audio"
+	"github.com/hark-audio/hark/uplink"
 )
 
 // ClientConfig configures a Client. Zero values take the defaults noted.
@@ -342,11 +344,11 @@ func (c *Client) TranscribeFile(ctx context.Context, path string, opts url.Value
 	if resp.StatusCode/100 != 2 {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBytes))
 		ae := &APIError{Status: resp.StatusCode, Attempts: attempts, Body: b,
-			RequestID: clean(resp.Header.Get("dg-request-id"), 100)}
-		code, msg, rid := ParseErrorBody(b)
+			RequestID: uplink.Clean(resp.Header.Get("dg-request-id"), 100)}
+		code, msg, rid := uplink.ParseErrorBody(b)
 		ae.Code, ae.Message = code, msg
 		if ae.Message == "" {
-			ae.Message = clean(resp.Header.Get("dg-error"), 500)
+			ae.Message = uplink.Clean(resp.Header.Get("dg-error"), 500)
 		}
 		if ae.Message == "" {
 			ae.Message = http.StatusText(resp.StatusCode)
@@ -375,7 +377,7 @@ func (c *Client) TranscribeFile(ctx context.Context, path string, opts url.Value
 	}
 	r.Raw = b
 	if r.Metadata.RequestID == "" {
-		r.Metadata.RequestID = clean(resp.Header.Get("dg-request-id"), 100)
+		r.Metadata.RequestID = uplink.Clean(resp.Header.Get("dg-request-id"), 100)
 	}
 	return r, nil
 }

@@ -12,7 +12,9 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
 	"github.com/hark-audio/hark/audio"
+	"github.com/hark-audio/hark/uplink"
 )
 
 // RefusedError is a handshake the service answered with an HTTP error instead of 101.
@@ -74,7 +76,7 @@ func dial(ctx context.Context, cfg *Config, target string) dialResult {
 	if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols && resp.StatusCode >= 300 {
 		// gorilla keeps up to 1 KiB of the body for us.
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		code, msg, bodyID := parseRefusal(body)
+		code, msg, bodyID := uplink.ParseErrorBody(body)
 		re := &RefusedError{Status: resp.StatusCode, Code: code, Message: resp.Header.Get("dg-error"),
 			RequestID: r.requestID, RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())}
 		if re.Message == "" {

@@ -189,29 +189,3 @@ func parseMessage(b []byte) (serverMsg, error) {
 
 // refusal is the parsed body of a refused handshake. Deepgram uses err_code/err_msg, but
 // some responses (503) use error_code; both are accepted.
-type refusalBody struct {
-	ErrCode   string `json:"err_code"`
-	ErrorCode string `json:"error_code"`
-	ErrMsg    string `json:"err_msg"`
-	Message   string `json:"message"`
-	RequestID string `json:"request_id"`
-}
-
-// parseRefusal extracts code, message and request id from an error body, whatever its
-// shape; a body that is not JSON yields empty fields.
-func parseRefusal(b []byte) (code, msg, reqID string) {
-	var r refusalBody
-	if json.Unmarshal(b, &r) != nil {
-		// Some gateways put a JSON string or plain text here: keep nothing from it.
-		return "", "", ""
-	}
-	code = r.ErrCode
-	if code == "" {
-		code = r.ErrorCode
-	}
-	msg = r.ErrMsg
-	if msg == "" {
-		msg = r.Message
-	}
-	return code, msg, r.RequestID
-}

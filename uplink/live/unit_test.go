@@ -113,21 +113,6 @@ func TestParseRetryAfter(t *testing.T) {
 
 const http1123 = "Mon, 02 Jan 2006 15:04:05 GMT"
 
-func TestParseRefusal(t *testing.T) {
-	for _, tc := range []struct{ body, code, msg, id string }{
-		{`{"err_code":"INVALID_AUTH","err_msg":"Invalid credentials.","request_id":"r1"}`, "INVALID_AUTH", "Invalid credentials.", "r1"},
-		{`{"error_code":"SERVICE_UNAVAILABLE","message":"busy"}`, "SERVICE_UNAVAILABLE", "busy", ""},
-		{`<html>bad gateway</html>`, "", "", ""},
-		{`{"err_code": 5}`, "", "", ""},
-		{``, "", "", ""},
-	} {
-		c, m, id := parseRefusal([]byte(tc.body))
-		if c != tc.code || m != tc.msg || id != tc.id {
-			t.Errorf("parseRefusal(%s) = %q %q %q", tc.body, c, m, id)
-		}
-	}
-}
-
 func TestRefusedErrorPermanent(t *testing.T) {
 	for st, want := range map[int]bool{400: true, 401: true, 402: true, 403: true, 404: true, 408: false, 429: false, 500: false, 503: false} {
 		if got := (&RefusedError{Status: st}).Permanent(); got != want {
@@ -218,7 +203,5 @@ func FuzzParseMessage(f *testing.F) {
 			tm.note(0, audio.Frame{Time: time.Unix(0, 0)}, true)
 			_ = tm.toWall(r.Start+r.Duration, true)
 		}
-		c, msg, id := parseRefusal(b)
-		_, _, _ = c, msg, id
 	})
 }
