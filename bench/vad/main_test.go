@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/hark-audio/hark/audio"
+	"github.com/hark-audio/hark/vad"
 )
 
 func TestSpeechFramesAndDilate(t *testing.T) {
@@ -114,5 +115,34 @@ func TestScoreSmallSet(t *testing.T) {
 	}
 	if err := run([]string{"-set", t.TempDir()}, &out); err == nil {
 		t.Fatal("set without manifest accepted")
+	}
+}
+
+// TestCPUSplit runs the per-stage CPU measurement on a small set: the audio duration must
+// be exactly the frames decoded, the report must name every stage, and an empty set is an
+// error.
+func TestCPUSplit(t *testing.T) {
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "wav"), 0o755)
+	writeWAV(t, filepath.Join(dir, "wav", "A_pink_10.wav"), 12, []interval{{3, 4.5}})
+	writeWAV(t, filepath.Join(dir, "wav", "noiseonly_pink_10.wav"), 10, nil)
+	c, err := measureCPU(dir, vad.DefaultConfig(), 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if math.Abs(c.audioSec-22) > 1e-9 {
+		t.Fatalf("measured %g s of audio, want 22", c.audioSec)
+	}
+	var out bytes.Buffer
+	if err := run([]string{"-set", dir, "-cpu", "1"}, &out); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"capture.FileDecoder", "audio.WAVReader + DecodePCM", "VAD + gate", "22 s of audio"} {
+		if !strings.Contains(out.String(), want) {
+			t.Fatalf("report lacks %q:\n%s", want, out.String())
+		}
+	}
+	if _, err := measureCPU(t.TempDir(), vad.DefaultConfig(), 1); err == nil {
+		t.Fatal("empty set accepted")
 	}
 }
