@@ -31,6 +31,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"sync"
@@ -180,32 +181,44 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.pub = pub
 	a.pub.SetConfig(cfg.JSON())
 
-	// 3. Capture: READY is only sent once it is open.
-	src, err := capture.Open(ctx, a.captureConfig(cfg))
-	if err != nil {
-		a.pub.Close(context.Background())
-		return fmt.Errorf("open capture: %w", err)
-	}
-	a.src = src
-
-	// 4. The uplinks.
+	// 3. The spool uploader needs no audio: speech spooled by the last run is transcribed
+	//    even while the microphone is missing.
 	client := batch.NewClient(batch.ClientConfig{URL: cfg.Deepgram.PrerecordedURL, APIKey: apiKey,
 		Logger: a.opts.Logger})
 	a.uploader = batch.NewUploader(sp, client, batch.UploaderConfig{Concurrency: cfg.Spool.Concurrency,
 		Logger: a.opts.Logger, Publish: a.publishSpooled})
+	loadCtx, loadCancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer loadCancel()
+	loadDone := make(chan struct{})
+	go func() { defer close(loadDone); a.uploader.Run(loadCtx) }()
+
+	// 4. Capture: READY is only sent once it is open.
+	src, err := a.openCapture(ctx, cfg)
+	if err != nil {
+		loadCancel()
+		<-loadDone
+		a.st.set(func(s *State) { s.Pipeline = "stopped" })
+		a.pub.Close(context.Background())
+		if ctx.Err() != nil {
+			a.log.Info("stopped while waiting for the capture device")
+			return nil
+		}
+		return fmt.Errorf("open capture: %w", err)
+	}
+	a.src = src
+	a.st.set(func(s *State) { s.Capture = CaptureState{State: "capturing"} })
+
+	// 5. The live uplink.
 	a.uplink = live.New(a.liveConfig(cfg, apiKey), a.liveHandler())
 
 	// Each goroutine has its own done channel because they stop at different points of the
 	// shutdown sequence.
 	upCtx, upCancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer upCancel()
-	loadCtx, loadCancel := context.WithCancel(context.WithoutCancel(ctx))
-	defer loadCancel()
 	hkCtx, hkCancel := context.WithCancel(context.Background())
 	defer hkCancel()
-	upDone, loadDone, hkDone := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	upDone, hkDone := make(chan struct{}), make(chan struct{})
 	go func() { defer close(upDone); a.uplink.Run(upCtx) }()
-	go func() { defer close(loadDone); a.uploader.Run(loadCtx) }()
 	go func() { defer close(hkDone); a.housekeeping(hkCtx) }()
 
 	a.st.set(func(s *State) { s.Pipeline = "running"; s.Muted = a.muted.Load() })
@@ -340,6 +353,42 @@ func (a *Agent) drainSpool(limit time.Duration) {
 	}
 }
 
+// openCapture opens the configured input. A microphone that is not there (a USB device
+// not yet plugged in at boot, a sound server not yet up) is retried with backoff until it
+// appears or ctx ends, with the state saying so, rather than exiting into a restart loop
+// that systemd's start limit would end; a file or stdin that cannot be read is an error.
+func (a *Agent) openCapture(ctx context.Context, cfg config.Config) (*capture.Source, error) {
+	ccfg := a.captureConfig(cfg)
+	src, err := capture.Open(ctx, ccfg)
+	if err == nil || cfg.Capture.Input != "" {
+		return src, err
+	}
+	a.log.Warn("capture device not available; retrying until it appears", "err", err)
+	a.event("capture_unavailable", time.Now(), map[string]any{"error": err.Error()})
+	delay := time.Second
+	for attempt := 2; ; attempt++ {
+		a.st.set(func(s *State) {
+			s.Pipeline = "waiting_for_device"
+			s.Capture = CaptureState{State: "unavailable", LastError: err.Error()}
+		})
+		// Exponential with jitter, capped: many devices rebooting together do not retry
+		// in step, and a device that appears is picked up within half a minute.
+		t := time.NewTimer(delay/2 + rand.N(delay/2+1))
+		delay = min(2*delay, 30*time.Second)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		case <-t.C:
+		}
+		if src, err = capture.Open(ctx, ccfg); err == nil {
+			a.log.Info("capture device available", "attempts", attempt)
+			return src, nil
+		}
+		a.log.Debug("capture device still not available", "attempt", attempt, "err", err)
+	}
+}
+
 func inputName(cfg config.Config) string {
 	if cfg.Capture.Input != "" {
 		return cfg.Capture.Input
@@ -357,10 +406,18 @@ func (a *Agent) captureConfig(cfg config.Config) capture.Config {
 		Stdin: a.opts.Stdin, Logger: a.opts.Logger,
 		OnEvent: func(ev capture.Event) {
 			attrs := map[string]any{}
+			errText := ""
 			if ev.Err != nil {
-				attrs["error"] = ev.Err.Error()
+				errText = ev.Err.Error()
+				attrs["error"] = errText
 			}
 			a.event("capture_"+ev.Type, ev.At, attrs)
+			switch ev.Type {
+			case "device_lost", "reopen_failed":
+				a.st.set(func(s *State) { s.Capture = CaptureState{State: "lost", LastError: errText} })
+			case "device_reopened":
+				a.st.set(func(s *State) { s.Capture = CaptureState{State: "capturing"} })
+			}
 		},
 	}
 }
@@ -374,7 +431,7 @@ func (a *Agent) liveConfig(cfg config.Config, key string) live.Config {
 		// A file or stdin read faster than real time can wait for the uplink; a microphone
 		// cannot, and its audio loop must never block.
 		Blocking: cfg.Capture.Input != "" && !cfg.Capture.Realtime,
-		Logger: a.opts.Logger.With("component", "live"),
+		Logger:   a.opts.Logger.With("component", "live"),
 	}
 }
 

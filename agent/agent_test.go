@@ -603,3 +603,61 @@ func countSource(us []transcript.Utterance, s transcript.Source) (n int) {
 	}
 	return n
 }
+
+// statusNotifier records what the agent tells systemd.
+type statusNotifier struct {
+	status chan string
+	ready  chan struct{}
+}
+
+func (n *statusNotifier) Ready()          { close(n.ready) }
+func (n *statusNotifier) Status(s string) { n.status <- s }
+func (n *statusNotifier) Stopping()       {}
+func (n *statusNotifier) Progress()       {}
+
+// TestWaitsForMissingMicrophone: a microphone that cannot be opened at start (here: the
+// PulseAudio backend with no server) is retried, not fatal. The state says why, READY is
+// not sent, and a stop while waiting is a clean exit.
+func TestWaitsForMissingMicrophone(t *testing.T) {
+	leaktest.Check(t)
+	dir := t.TempDir()
+	// No server at this address, and no autospawn of one.
+	clientConf := filepath.Join(dir, "client.conf")
+	os.WriteFile(clientConf, []byte("autospawn = no\n"), 0o600)
+	t.Setenv("PULSE_SERVER", "unix:"+filepath.Join(dir, "no-server"))
+	t.Setenv("PULSE_CLIENTCONFIG", clientConf)
+	emu := dgemu.NewServer(dgemu.Config{})
+	defer emu.Close()
+	h := newHarness(t, emu, "capture:\n  input: \"\"\n  backend: pulseaudio\n")
+	n := &statusNotifier{status: make(chan string, 100), ready: make(chan struct{})}
+	h.agent.opts.Notifier = n
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- h.agent.Run(ctx) }()
+	deadline := time.After(30 * time.Second)
+	for waiting := false; !waiting; {
+		select {
+		case s := <-n.status:
+			waiting = strings.HasPrefix(s, "waiting_for_device") && strings.Contains(s, "capture unavailable")
+		case <-n.ready:
+			t.Fatal("READY sent without a capture device")
+		case <-deadline:
+			t.Fatal("the state never said it was waiting for the device")
+		}
+	}
+	if st := h.agent.st.get(); st.Capture.State != "unavailable" || st.Capture.LastError == "" {
+		t.Errorf("state %+v, want capture unavailable with the reason", st)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("stop while waiting: %v, want a clean exit", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return after cancellation while waiting for the device")
+	}
+	if len(emu.Sessions()) != 0 {
+		t.Error("a stream was opened without audio")
+	}
+}

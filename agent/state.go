@@ -19,12 +19,20 @@ import (
 
 // State is the retained <base>/state payload.
 type State struct {
-	Pipeline string      `json:"pipeline"` // starting, running, stopping, stopped
-	Muted    bool        `json:"muted"`
-	Speech   bool        `json:"speech"`
-	Uplink   UplinkState `json:"uplink"`
-	Spool    SpoolState  `json:"spool"`
-	Since    string      `json:"since"` // when this state began (RFC 3339)
+	Pipeline string       `json:"pipeline"` // starting, running, stopping, stopped
+	Muted    bool         `json:"muted"`
+	Speech   bool         `json:"speech"`
+	Capture  CaptureState `json:"capture"`
+	Uplink   UplinkState  `json:"uplink"`
+	Spool    SpoolState   `json:"spool"`
+	Since    string       `json:"since"` // when this state began (RFC 3339)
+}
+
+// CaptureState is the input's state as published: capturing, unavailable (waiting for the
+// device at start), lost (being reopened).
+type CaptureState struct {
+	State     string `json:"state"`
+	LastError string `json:"last_error,omitempty"`
 }
 
 // UplinkState is the live stream's state as published.
@@ -97,6 +105,12 @@ func statusLine(s State) string {
 	}
 	if s.Speech {
 		b.WriteString(", speech")
+	}
+	if s.Capture.State != "" && s.Capture.State != "capturing" {
+		fmt.Fprintf(&b, "; capture %s", s.Capture.State)
+		if s.Capture.LastError != "" {
+			fmt.Fprintf(&b, " (%s)", s.Capture.LastError)
+		}
 	}
 	fmt.Fprintf(&b, "; uplink %s", s.Uplink.State)
 	if s.Uplink.LastError != "" {

@@ -138,7 +138,7 @@ func ListDevices(ctx context.Context, backend string) ([]Device, error) {
 		out = append(out, devs...)
 	}
 	if len(out) == 0 && len(errs) == len(choices) {
-		return nil, errors.Join(errs...)
+		return nil, joinErrs(errs)
 	}
 	return out, nil
 }
@@ -269,7 +269,7 @@ func (m *micInput) open(cfg Config) (*openDevice, error) {
 	if name == "" {
 		name = "default"
 	}
-	return nil, fmt.Errorf("open capture device %q: %w", name, errors.Join(errs...))
+	return nil, fmt.Errorf("open capture device %q: %w", name, joinErrs(errs))
 }
 
 func (m *micInput) openWith(bc backendChoice, want string) (*openDevice, error) {
@@ -550,3 +550,12 @@ func (s *Source) superviseMic(ctx context.Context, m *micInput, o *openDevice, r
 		}
 	}
 }
+
+// joinErrs is errors.Join on one line: these messages end up in a single log line, the
+// systemd status and the MQTT state.
+func joinErrs(errs []error) error { return oneLine{errors.Join(errs...)} }
+
+type oneLine struct{ err error }
+
+func (e oneLine) Error() string { return strings.ReplaceAll(e.err.Error(), "\n", "; ") }
+func (e oneLine) Unwrap() error { return e.err }

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"text/tabwriter"
 
 	"github.com/hark-audio/hark/internal/version"
 )
@@ -37,20 +38,22 @@ func (e *exitError) Unwrap() error { return e.err }
 
 func commands() []command {
 	return []command{
-		{"run", "run [--config FILE]                 run the daemon", cmdRun},
-		{"vad", "vad FILE.wav [--config FILE] [--csv] run the VAD and gate over a WAV file", cmdVAD},
-		{"devices", "devices                              list capture devices", cmdDevices},
-		{"transcribe", "transcribe FILE [--json]             transcribe a file through the pre-recorded endpoint", cmdTranscribe},
-		{"config", "config check [--config FILE]         validate a configuration and print the effective one", cmdConfig},
-		{"version", "version                              print version, commit, Go version and target", cmdVersion},
+		{"run", "run [--config FILE]\trun the daemon", cmdRun},
+		{"vad", "vad FILE.wav [--config FILE] [--csv]\trun the VAD and gate over a WAV file", cmdVAD},
+		{"devices", "devices [--backend B]\tlist capture devices", cmdDevices},
+		{"transcribe", "transcribe FILE [--json]\ttranscribe a file through the pre-recorded endpoint", cmdTranscribe},
+		{"config", "config check [--config FILE]\tvalidate a configuration and print the effective one", cmdConfig},
+		{"version", "version\tprint version, commit, Go version and target", cmdVersion},
 	}
 }
 
 func usage(w io.Writer) {
 	fmt.Fprintln(w, "usage: hark COMMAND [flags]\n\ncommands:")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	for _, c := range commands() {
-		fmt.Fprintln(w, "  "+c.usage)
+		fmt.Fprintln(tw, "  "+c.usage)
 	}
+	tw.Flush()
 }
 
 func main() {
