@@ -102,9 +102,8 @@ func TestUploaderOutages(t *testing.T) {
 		if uploads != len(all) {
 			t.Fatalf("after outage %d: %d successful uploads for %d utterances", i, uploads, len(all))
 		}
-		if st := sp.Stats(); st.Entries != 0 || st.Bytes != 0 {
-			t.Fatalf("spool not drained: %+v", st)
-		}
+		// Entries are removed just after their publish returns.
+		waitFor(t, "spool drained", 5*time.Second, func() bool { st := sp.Stats(); return st.Entries == 0 && st.Bytes == 0 })
 	}
 	waitFor(t, "idle", 5*time.Second, func() bool { return u.Stats().State == StateIdle })
 	st := u.Stats()
@@ -171,7 +170,9 @@ func TestUploaderCorruptMovedAside(t *testing.T) {
 	if n := countStatus(srv, 400); n != 1 {
 		t.Fatalf("%d 400s: the corrupt file was retried", n)
 	}
-	if st := sp.Stats(); st.Entries != 0 || st.Failed != 1 {
+	// An entry is completed (removed) just after its publish returns.
+	waitFor(t, "spool emptied", 5*time.Second, func() bool { return sp.Stats().Entries == 0 })
+	if st := sp.Stats(); st.Failed != 1 {
 		t.Fatalf("spool %+v", st)
 	}
 }
