@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -232,4 +233,57 @@ func TestMQTTEndToEnd(t *testing.T) {
 	w.c.Disconnect(100)
 	w2.c.Disconnect(100)
 	emu.Close()
+}
+
+// TestMQTTBrokerRestartLosesNothing: the broker goes away while hark keeps hearing speech.
+// Capture and streaming carry on, the transcripts wait in the on-disk queue, and when the
+// broker returns every one is delivered, in order.
+func TestMQTTBrokerRestartLosesNothing(t *testing.T) {
+	leaktest.Check(t)
+	broker := brokertest.Start(t)
+	d := loadDemo(t)
+	ref, err := dgemu.LoadReference(filepath.Join("..", "testdata", "demo", "sample.wav"), filepath.Join("..", "testdata", "demo", "sample.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	emu := dgemu.NewServer(dgemu.Config{Reference: ref})
+	defer emu.Close()
+	h := newHarness(t, emu, "capture:\n  realtime: true\nmqtt:\n  broker: "+broker.URL()+"\n")
+	base := "hark/testdev"
+	w := watch(t, broker.URL(), base+"/transcript")
+	h.start()
+	pos := 0.0
+	h.feedSentence(d, 0, &pos, 2)
+	if m := w.await(base+"/transcript", nil, 20*time.Second); jsonField(m.payload, "text") != d.lines[0] {
+		t.Fatalf("first transcript %s", m.payload)
+	}
+	w.c.Disconnect(100)
+	broker.Stop(t)
+	// Two sentences while the broker is down: both must be transcribed (the live stream
+	// does not depend on the broker) and queued.
+	h.feedSentence(d, 1, &pos, 2)
+	h.feedSentence(d, 2, &pos, 2)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := emu.WaitSession(ctx, func(s dgemu.SessionInfo) bool { return s.SpeechFinals+s.FromFinalize >= 3 }); err != nil {
+		t.Fatalf("the sentences spoken during the outage were not transcribed: %v", err)
+	}
+	broker.Restart(t)
+	w = watch(t, broker.URL(), base+"/transcript")
+	h.feedSentence(d, 3, &pos, 2)
+	// Delivery is at least once: a transcript in flight at the outage may come twice, but
+	// never out of order and never missing.
+	var texts, dedup []string
+	for len(dedup) < 3 {
+		m := w.await(base+"/transcript", nil, 60*time.Second)
+		s := jsonField(m.payload, "text").(string)
+		texts = append(texts, s)
+		if len(dedup) == 0 || dedup[len(dedup)-1] != s {
+			dedup = append(dedup, s)
+		}
+	}
+	if strings.Join(dedup, "|") != strings.Join(d.lines[1:4], "|") {
+		t.Fatalf("after the restart got %q, want %q in order", texts, d.lines[1:4])
+	}
+	h.endInput()
 }
