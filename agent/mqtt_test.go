@@ -3,6 +3,8 @@ package agent
 import (
 	"context"
 	"encoding/json"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -286,4 +288,40 @@ func TestMQTTBrokerRestartLosesNothing(t *testing.T) {
 		t.Fatalf("after the restart got %q, want %q in order", texts, d.lines[1:4])
 	}
 	h.endInput()
+}
+
+// TestMQTTQueueSurvivesHarkRestart: hark stops while the broker is down with a transcript
+// queued; the next hark on the same state directory delivers it when the broker is back.
+func TestMQTTQueueSurvivesHarkRestart(t *testing.T) {
+	leaktest.Check(t)
+	broker := brokertest.Start(t)
+	d := loadDemo(t)
+	emu := dgemu.NewServer(dgemu.Config{Utterances: d.lines})
+	defer emu.Close()
+	h := newHarness(t, emu, "capture:\n  realtime: true\nmqtt:\n  broker: "+broker.URL()+"\n")
+	h.start()
+	broker.Stop(t)
+	pos := 0.0
+	h.feedSentence(d, 0, &pos, 2)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := emu.WaitSession(ctx, func(s dgemu.SessionInfo) bool { return s.SpeechFinals+s.FromFinalize >= 1 }); err != nil {
+		t.Fatal(err)
+	}
+	h.endInput() // stops with the transcript still queued: the broker is down
+
+	broker.Restart(t)
+	w := watch(t, broker.URL(), "hark/testdev/transcript")
+	next, err := New(Options{Loaded: h.cfg, Stdout: io.Discard, Stdin: strings.NewReader(""),
+		Logger: slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := next.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	m := w.await("hark/testdev/transcript", nil, 20*time.Second)
+	if jsonField(m.payload, "text") != d.lines[0] || jsonField(m.payload, "seq") == nil {
+		t.Fatalf("after the restart got %s, want the queued %q", m.payload, d.lines[0])
+	}
 }

@@ -78,6 +78,7 @@ const (
 	requestQueue           = 16  // requests waiting for the handler before "busy"
 	defaultDiscoveryPrefix = "homeassistant"
 	flushMax               = 10 * time.Second // Close's flush when ctx has no earlier deadline
+	closeConnectWait       = 3 * time.Second  // Close's wait for a connection under way, with messages pending
 )
 
 type outMsg struct {
@@ -872,11 +873,23 @@ func (c *Client) close(ctx context.Context) error {
 	if !c.started.Load() {
 		return nil
 	}
-	// Flush, bounded by ctx and flushMax.
+	// Flush, bounded by ctx and flushMax. A connection that is just coming up (a short run
+	// that ends while the first attempt is under way) is waited for briefly, so its
+	// transcripts are delivered now rather than at the next start; a broker that is really
+	// down costs at most closeConnectWait.
 	flush := time.NewTimer(flushMax)
+	connectWait := time.NewTimer(closeConnectWait)
+	defer connectWait.Stop()
 	for c.pending() > 0 {
 		s := c.link.state()
 		if !s.up {
+			select {
+			case <-s.upCh:
+				continue
+			case <-connectWait.C:
+			case <-ctx.Done():
+			case <-flush.C:
+			}
 			break
 		}
 		select {
