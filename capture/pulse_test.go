@@ -189,6 +189,9 @@ func fft(a []complex128, invert bool) {
 
 // bestLag finds where ref occurs in got: the lag with the highest normalized correlation.
 func bestLag(ref, got []int16) (lag int, corr float64) {
+	if len(got) < len(ref) {
+		return 0, 0 // a capture shorter than the signal cannot hold all of it
+	}
 	n := 1
 	for n < len(ref)+len(got) {
 		n <<= 1
