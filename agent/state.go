@@ -170,10 +170,14 @@ func (a *Agent) Health() map[string]any {
 		"audio_spooled_s":    round(float64(a.counters.spooledSamples.Load())/audio.SampleRate, 1),
 		"utterances":         a.counters.utterances.Load(),
 		"spool_write_errors": a.counters.spoolErrors.Load(),
-		"level_dbfs":         round(math.Float64frombits(a.counters.level.Load()), 1),
-		"noise_floor_dbfs":   round(math.Float64frombits(a.counters.floor.Load()), 1),
 		"muted":              a.muted.Load(),
 		"version":            a.opts.Version,
+	}
+	// The level and floor exist once a frame has been measured; before that, 0 dBFS would
+	// read as a very loud room.
+	if a.counters.framesCaptured.Load() > 0 {
+		h["level_dbfs"] = round(math.Float64frombits(a.counters.level.Load()), 1)
+		h["noise_floor_dbfs"] = round(math.Float64frombits(a.counters.floor.Load()), 1)
 	}
 	if a.src != nil {
 		h["capture"] = a.src.Stats()
