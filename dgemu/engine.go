@@ -82,6 +82,8 @@ type utt struct {
 	fixture           bool
 	refSpan           int     // index in Config.Reference's spans, -1 if not located there
 	refPos            float64 // reference seconds at the utterance's first speech window
+	first             bool    // no utterance before it in this stream or file
+	closedAtEnd       bool    // closed by Finalize or the end of the audio, not by a pause
 	words             []word  // assigned when closed
 }
 
@@ -99,6 +101,7 @@ type transcriber struct {
 	emit        func(any)             // live messages out (nil on the pre-recorded path)
 
 	ref         *Reference // content-addressed fixture, or nil
+	utts        int        // utterances begun in this stream
 	recent      []float32  // last samples, for locating an onset in ref
 	recentStart int64      // index of recent[0] in the audio
 
@@ -149,7 +152,8 @@ func (t *transcriber) addSamples(x []float32) {
 func (t *transcriber) step(i int) {
 	if t.an.speech[i] {
 		if t.cur == nil {
-			t.cur = &utt{startWin: i, refSpan: -1}
+			t.cur = &utt{startWin: i, refSpan: -1, first: t.utts == 0}
+			t.utts++
 			if span, pos, ok := t.refLookup(i); ok {
 				t.cur.refSpan, t.cur.refPos, t.cur.fixture = span, pos, true
 				t.cur.tokens = strings.Fields(t.ref.Spans[span].Text)
@@ -333,6 +337,7 @@ func (t *transcriber) finalize(fromFinalize, end bool) {
 		}
 	}
 	if t.cur != nil {
+		t.cur.closedAtEnd = true
 		t.closeUtt()
 	}
 	last := len(t.an.speech)

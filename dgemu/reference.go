@@ -166,11 +166,22 @@ func (t *transcriber) keepRecent(x []float32) {
 
 // refTokens keeps the words of the reference span whose share of the span lies within the
 // utterance's extent, so a sentence cut in two is transcribed as two complementary halves.
+// The extent is the audio the utterance stands for, not only its speech windows: the first
+// utterance of a stream or file owns the audio back to its start, and one closed by
+// Finalize or the end of the audio owns the audio up to that end. Both are contiguous with
+// the onset, so a cut that falls in a quiet stretch between two words gives each word to
+// exactly one side.
 func (t *transcriber) refTokens(u *utt) []string {
 	s := t.ref.Spans[u.refSpan]
 	tokens := strings.Fields(s.Text)
 	from := u.refPos
+	if u.first {
+		from -= t.an.time(u.startWin) - t.an.time(0)
+	}
 	to := u.refPos + t.an.time(u.lastWin+1) - t.an.time(u.startWin)
+	if u.closedAtEnd {
+		to = u.refPos + t.an.time(len(t.an.speech)) - t.an.time(u.startWin)
+	}
 	if from <= s.Start+0.05 && to >= s.End-0.05 {
 		return tokens
 	}
