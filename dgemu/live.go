@@ -335,12 +335,12 @@ func (ss *session) metadata() metadataMsg {
 		dur = round3(float64(ss.samples) / float64(ss.rate))
 		ch = ss.channels
 	}
-	return metadataMsg{
-		Type: "Metadata", TransactionKey: transactionKey, RequestID: ss.info.RequestID,
+	return metadataMsg{Type: "Metadata", restMetadata: restMetadata{
+		TransactionKey: transactionKey, RequestID: ss.info.RequestID,
 		SHA256: hex.EncodeToString(ss.hash.Sum(nil)), Created: time.Now().UTC().Format(createdLayout),
 		Duration: dur, Channels: ch, Models: []string{ss.model.uuid},
 		ModelInfo: map[string]modelInfo{ss.model.uuid: ss.model}, Extra: ss.opts.Extra,
-	}
+	}}
 }
 
 // closeWith queues Metadata and a close frame, once, behind everything already queued; the

@@ -32,17 +32,11 @@ type resultsMsg struct {
 	FromFinalize bool        `json:"from_finalize"`
 }
 
+// metadataMsg is the live Metadata message: the pre-recorded response's metadata with a
+// type (encoding/json flattens the embedded struct).
 type metadataMsg struct {
-	Type           string               `json:"type"`
-	TransactionKey string               `json:"transaction_key"`
-	RequestID      string               `json:"request_id"`
-	SHA256         string               `json:"sha256"`
-	Created        string               `json:"created"`
-	Duration       float64              `json:"duration"`
-	Channels       int                  `json:"channels"`
-	Models         []string             `json:"models"`
-	ModelInfo      map[string]modelInfo `json:"model_info"`
-	Extra          map[string]string    `json:"extra,omitempty"`
+	Type string `json:"type"`
+	restMetadata
 }
 
 type utteranceEndMsg struct {
