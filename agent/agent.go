@@ -95,7 +95,7 @@ type Agent struct {
 	opts Options
 	log  *slog.Logger
 
-	mu     sync.Mutex // guards loaded and the fields below it
+	mu     sync.Mutex // guards loaded, and uplink while Run sets it
 	loaded *config.Loaded
 
 	started time.Time
@@ -174,12 +174,17 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.spool = sp
 
 	// 2. Publishing: MQTT connects in the background and never blocks what follows.
-	pub, err := a.newPublisher(ctx, cfg)
+	pub, err := a.newPublisher(cfg)
 	if err != nil {
 		return err
 	}
 	a.pub = pub
 	a.pub.SetConfig(cfg.JSON())
+	if m, ok := pub.(mqttPublisher); ok {
+		// Not the run context: MQTT must outlive SIGTERM to publish the last transcripts;
+		// Close ends it.
+		m.Start(context.WithoutCancel(ctx))
+	}
 
 	// 3. The spool uploader needs no audio: speech spooled by the last run is transcribed
 	//    even while the microphone is missing.
@@ -208,8 +213,12 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.src = src
 	a.st.set(func(s *State) { s.Capture = CaptureState{State: "capturing"} })
 
-	// 5. The live uplink.
-	a.uplink = live.New(a.liveConfig(cfg, apiKey), a.liveHandler())
+	// 5. The live uplink. Set under mu: a remote configuration change may already be
+	// looking for it (adopt).
+	up := live.New(a.liveConfig(cfg, apiKey), a.liveHandler())
+	a.mu.Lock()
+	a.uplink = up
+	a.mu.Unlock()
 
 	// Each goroutine has its own done channel because they stop at different points of the
 	// shutdown sequence.

@@ -54,7 +54,9 @@ type mqttPublisher struct{ *mqttlink.Client }
 
 func (m mqttPublisher) Stats() any { return m.Client.Stats() }
 
-func (a *Agent) newPublisher(ctx context.Context, cfg config.Config) (publisher, error) {
+// newPublisher builds the publisher without starting it: Run assigns it first, so the
+// request handler (which publishes) never sees it unset.
+func (a *Agent) newPublisher(cfg config.Config) (publisher, error) {
 	if cfg.MQTT.Broker == "" {
 		return &stdoutPublisher{w: a.opts.Stdout}, nil
 	}
@@ -77,7 +79,5 @@ func (a *Agent) newPublisher(ctx context.Context, cfg config.Config) (publisher,
 	if err != nil {
 		return nil, &ConfigError{fmt.Errorf("mqtt: %w", err)}
 	}
-	// Not the run context: MQTT must outlive SIGTERM to publish the last transcripts; Close ends it.
-	c.Start(context.WithoutCancel(ctx))
 	return mqttPublisher{c}, nil
 }

@@ -120,6 +120,7 @@ func liveKey(k string) bool {
 func (a *Agent) adopt(next *config.Loaded, changed []string) []string {
 	a.mu.Lock()
 	a.loaded = next
+	uplink := a.uplink // nil until capture is open
 	a.mu.Unlock()
 	cfg := next.Config
 	var restart []string
@@ -140,15 +141,23 @@ func (a *Agent) adopt(next *config.Loaded, changed []string) []string {
 		}
 	}
 	if vadChanged {
-		// Replace any change the audio loop has not picked up yet: only the newest matters.
-		select {
-		case <-a.vadCh:
-		default:
+		// Replace any change the audio loop has not picked up yet (only the newest
+		// matters) without ever blocking: the loop may not be running yet, and a reload
+		// and a remote change may race here.
+		for sent := false; !sent; {
+			select {
+			case a.vadCh <- cfg.VAD:
+				sent = true
+			default:
+				select {
+				case <-a.vadCh:
+				default:
+				}
+			}
 		}
-		a.vadCh <- cfg.VAD
 	}
-	if dgChanged && a.uplink != nil {
-		a.uplink.SetOptions(live.Query(cfg.Deepgram))
+	if dgChanged && uplink != nil {
+		uplink.SetOptions(live.Query(cfg.Deepgram))
 	}
 	if a.pub != nil {
 		a.pub.SetConfig(cfg.JSON())
