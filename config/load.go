@@ -84,7 +84,7 @@ func Load(opts Options) (*Loaded, error) {
 		return nil, err
 	}
 	l.Warnings = append(l.Warnings, warn...)
-	fillDerived(&c, env)
+	fillDerived(&c, env, l.Sources)
 	l.base = c
 	l.baseSrc = copyMap(l.Sources)
 	if err := c.Validate(); err != nil {
@@ -186,8 +186,9 @@ var envReserved = map[string]bool{"HARK_CONFIG": true, "HARK_MQTT_PASSWORD": tru
 // EnvName is the environment variable for a key: deepgram.model → HARK_DEEPGRAM_MODEL.
 func EnvName(key string) string { return "HARK_" + strings.ToUpper(strings.ReplaceAll(key, ".", "_")) }
 
-// fillDerived fills defaults that depend on the host and environment.
-func fillDerived(c *Config, env []string) {
+// fillDerived fills defaults that depend on the host and environment, recording their
+// source as "derived (...)" so `hark config check` does not credit the file with them.
+func fillDerived(c *Config, env []string, src map[string]string) {
 	getenv := func(k string) string {
 		for _, kv := range env {
 			if n, v, ok := strings.Cut(kv, "="); ok && n == k {
@@ -196,22 +197,17 @@ func fillDerived(c *Config, env []string) {
 		}
 		return ""
 	}
-	if c.DeviceID == "" {
-		h, _ := os.Hostname()
-		c.DeviceID = sanitizeID(h)
+	derive := func(key string, v *string, from string, f func() string) {
+		if *v == "" {
+			*v = f()
+			src[key] = "derived (" + from + ")"
+		}
 	}
-	if c.StateDir == "" {
-		c.StateDir = defaultStateDir(getenv)
-	}
-	if c.Spool.Dir == "" {
-		c.Spool.Dir = filepath.Join(c.StateDir, "spool")
-	}
-	if c.MQTT.ClientID == "" {
-		c.MQTT.ClientID = "hark-" + c.DeviceID
-	}
-	if c.Deepgram.PrerecordedURL == "" {
-		c.Deepgram.PrerecordedURL = PrerecordedURL(c.Deepgram.URL)
-	}
+	derive("device_id", &c.DeviceID, "host name", func() string { h, _ := os.Hostname(); return sanitizeID(h) })
+	derive("state_dir", &c.StateDir, "$STATE_DIRECTORY, $XDG_STATE_HOME or $HOME", func() string { return defaultStateDir(getenv) })
+	derive("spool.dir", &c.Spool.Dir, "state_dir", func() string { return filepath.Join(c.StateDir, "spool") })
+	derive("mqtt.client_id", &c.MQTT.ClientID, "device_id", func() string { return "hark-" + c.DeviceID })
+	derive("deepgram.prerecorded_url", &c.Deepgram.PrerecordedURL, "deepgram.url", func() string { return PrerecordedURL(c.Deepgram.URL) })
 }
 
 func defaultStateDir(getenv func(string) string) string {
