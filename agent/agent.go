@@ -6,6 +6,9 @@
 // The other packages each do one job and know nothing of each other; this package is the
 // only place that knows how they fit together.
 //
+// Start order: spool, publisher (MQTT connects in the background), uploader, capture (a
+// missing microphone is waited for, with the state saying so), live uplink, then READY.
+//
 // Goroutines (each started and waited for by Run):
 //   - the audio loop (Run's own goroutine): capture frames → gate → uplink; the only
 //     goroutine that touches the gate, so live VAD changes are handed to it over a channel;
@@ -257,7 +260,11 @@ func (a *Agent) Run(ctx context.Context) error {
 	<-hkDone
 	a.st.set(func(s *State) { s.Pipeline = "stopped" })
 	a.publishHealth()
-	if err := a.pub.Close(stopCtx); err != nil {
+	// Its own deadline: the spool drain above may have used up stopCtx, and what it
+	// produced still has to be flushed.
+	pubCtx, pubCancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer pubCancel()
+	if err := a.pub.Close(pubCtx); err != nil {
 		a.log.Warn("publisher did not close cleanly", "err", err)
 	}
 	if err := src.Err(); err != nil && !fileEnded {
