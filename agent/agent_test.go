@@ -373,6 +373,21 @@ func TestRunTranscribesAndMapsTimes(t *testing.T) {
 	emu.Close()
 }
 
+// referenceEmulator starts an emulator whose transcripts are content-addressed: whichever
+// path carries a piece of a demo sentence (live or spool), it gets that piece's words, so a
+// test can check the words end to end. It is closed when the test ends.
+func referenceEmulator(t testing.TB) *dgemu.Server {
+	t.Helper()
+	dir := filepath.Join("..", "testdata", "demo")
+	ref, err := dgemu.LoadReference(filepath.Join(dir, "sample.wav"), filepath.Join(dir, "sample.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	emu := dgemu.NewServer(dgemu.Config{Reference: ref})
+	t.Cleanup(emu.Close)
+	return emu
+}
+
 // feedSentence feeds sentence i of the demo with 0.6 s of lead-in and tail, then gap
 // seconds of silence, and returns its known span in fed-audio seconds (from pos).
 func (h *harness) feedSentence(d *demo, i int, pos *float64, gap float64) span {
@@ -393,14 +408,7 @@ func (h *harness) feedSentence(d *demo, i int, pos *float64, gap float64) span {
 func TestDropMidUtteranceGoesToSpool(t *testing.T) {
 	leaktest.Check(t) // first, so it runs after every other cleanup (broker, emulator, agent)
 	d := loadDemo(t)
-	// Content-addressed transcripts: whichever path carries a piece of a sentence, it gets
-	// that piece's words, so the test can check the words end to end.
-	ref, err := dgemu.LoadReference(filepath.Join("..", "testdata", "demo", "sample.wav"), filepath.Join("..", "testdata", "demo", "sample.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	emu := dgemu.NewServer(dgemu.Config{Reference: ref})
-	defer emu.Close()
+	emu := referenceEmulator(t)
 	h := newHarness(t, emu, "capture:\n  realtime: true\n")
 	h.start()
 	pos := 0.0

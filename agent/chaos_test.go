@@ -3,7 +3,6 @@ package agent
 import (
 	"math/rand/v2"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -34,12 +33,7 @@ func TestFaultsLoseAndRepeatNoWord(t *testing.T) {
 	}
 	leaktest.Check(t)
 	d := loadDemo(t)
-	ref, err := dgemu.LoadReference(filepath.Join("..", "testdata", "demo", "sample.wav"), filepath.Join("..", "testdata", "demo", "sample.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	emu := dgemu.NewServer(dgemu.Config{Reference: ref})
-	defer emu.Close()
+	emu := referenceEmulator(t)
 	h := newHarness(t, emu, "capture:\n  realtime: true\n")
 	h.start()
 

@@ -244,12 +244,7 @@ func TestMQTTBrokerRestartLosesNothing(t *testing.T) {
 	leaktest.Check(t)
 	broker := brokertest.Start(t)
 	d := loadDemo(t)
-	ref, err := dgemu.LoadReference(filepath.Join("..", "testdata", "demo", "sample.wav"), filepath.Join("..", "testdata", "demo", "sample.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	emu := dgemu.NewServer(dgemu.Config{Reference: ref})
-	defer emu.Close()
+	emu := referenceEmulator(t)
 	h := newHarness(t, emu, "capture:\n  realtime: true\nmqtt:\n  broker: "+broker.URL()+"\n")
 	base := "hark/testdev"
 	w := watch(t, broker.URL(), base+"/transcript")
