@@ -36,8 +36,10 @@ fmt-check:
 
 ## run: run hark on the bundled sample against Deepgram if DEEPGRAM_API_KEY is set,
 ## else against the bundled emulator.
-run: build
-	./scripts/demo.sh
+## Only transcripts go to stdout (JSON lines); the build is quiet and logs go to stderr.
+run:
+	@$(MAKE) -s --no-print-directory build
+	@./scripts/demo.sh
 
 ## emulator: run the Deepgram emulator with the demo fixture (prints its URL).
 emulator: build

@@ -109,6 +109,7 @@ type detector struct {
 	n4  int
 	odd float64 // first of a pair of 8 kHz samples awaiting its partner
 	hasOdd bool
+	vrun   int
 }
 
 func newDetector(cfg Config) *detector {
@@ -269,6 +270,11 @@ func (d *detector) analyze(s []int16, open bool) Analysis {
 	case d.speech || open:
 		hold := math.Max(thr-d.cfg.ReleaseDB, floor+holdMinDB)
 		d.speech = l > hold && l > d.cfg.MinLevelDBFS
+	case vOn && l > floor+d.cfg.ThresholdDB+vLowDB && l <= thr && d.voiced():
+		d.vrun++
+		if d.vrun >= vNeed {
+			d.speech = true
+		}
 	case l > thr || inst > thr+strongDB:
 		d.above++
 		d.speech = d.above >= confirmFrames || inst > thr+strongDB
@@ -277,6 +283,9 @@ func (d *detector) analyze(s []int16, open bool) Analysis {
 	}
 	if !d.speech && l <= thr {
 		d.above = 0
+	}
+	if d.speech || !(l > floor+d.cfg.ThresholdDB+vLowDB && l <= thr) {
+		d.vrun = 0
 	}
 	if vdbg {
 		var r, lg [voiceSubs]float64
@@ -291,3 +300,36 @@ func (d *detector) analyze(s []int16, open bool) Analysis {
 }
 
 var vdbg = os.Getenv("HARK_VDBG") != ""
+
+var (
+	vOn    = os.Getenv("HARK_V") != ""
+	vLowDB = envF("HARK_VLOW", 0)
+	vR     = envF("HARK_VR", 0.6)
+	vMinN  = int(envF("HARK_VN", 3))
+	vDmin  = envF("HARK_VDMIN", 0.5)
+	vDmax  = envF("HARK_VDMAX", 4)
+	vNeed  = int(envF("HARK_VNEED", 2))
+)
+
+func envF(k string, def float64) float64 {
+	if v := os.Getenv(k); v != "" {
+		var f float64
+		fmt.Sscan(v, &f)
+		return f
+	}
+	return def
+}
+
+func (d *detector) voiced() bool {
+	var r, lg [voiceSubs]float64
+	d.voicing(&r, &lg)
+	n := 0
+	lo, hi := 1e9, -1e9
+	for i := range r {
+		if r[i] >= vR {
+			n++
+			lo, hi = math.Min(lo, lg[i]), math.Max(hi, lg[i])
+		}
+	}
+	return n >= vMinN && hi-lo >= vDmin && hi-lo <= vDmax
+}
