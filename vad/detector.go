@@ -1,8 +1,6 @@
 package vad
 
 import (
-	"fmt"
-	"os"
 	"math"
 	"sort"
 )
@@ -103,13 +101,6 @@ type detector struct {
 
 	above  int  // consecutive frames above threshold
 	speech bool // current decision (hysteresis state)
-
-	// x4 is the frame's analysis-band signal decimated again to 4 kHz, for the voicing cue.
-	x4  [voiceLen]float32
-	n4  int
-	odd float64 // first of a pair of 8 kHz samples awaiting its partner
-	hasOdd bool
-	vrun   int
 }
 
 func newDetector(cfg Config) *detector {
@@ -132,7 +123,6 @@ func (d *detector) setConfig(cfg Config) {
 // power filters the frame into the analysis band and returns its mean power relative to
 // full scale (1.0 = a full-scale square wave).
 func (d *detector) power(s []int16) float64 {
-	d.n4, d.hasOdd = 0, false
 	f, h := d.hp1, d.hp2
 	z1, z2, z3, z4 := d.z1, d.z2, d.z3, d.z4
 	var e float64
@@ -149,15 +139,6 @@ func (d *detector) power(s []int16) float64 {
 		z3 = h.b1*y - h.a1*v + z4
 		z4 = h.b2*y - h.a2*v
 		e += v * v
-		if d.hasOdd {
-			if d.n4 < voiceLen {
-				d.x4[d.n4] = float32((d.odd + v) * 0.5)
-				d.n4++
-			}
-			d.hasOdd = false
-		} else {
-			d.odd, d.hasOdd = v, true
-		}
 	}
 	d.z1, d.z2, d.z3, d.z4 = z1, z2, z3, z4
 	if len(s) == 0 {
@@ -270,11 +251,6 @@ func (d *detector) analyze(s []int16, open bool) Analysis {
 	case d.speech || open:
 		hold := math.Max(thr-d.cfg.ReleaseDB, floor+holdMinDB)
 		d.speech = l > hold && l > d.cfg.MinLevelDBFS
-	case vOn && l > floor+d.cfg.ThresholdDB+vLowDB && l <= thr && d.voiced():
-		d.vrun++
-		if d.vrun >= vNeed {
-			d.speech = true
-		}
 	case l > thr || inst > thr+strongDB:
 		d.above++
 		d.speech = d.above >= confirmFrames || inst > thr+strongDB
@@ -284,52 +260,9 @@ func (d *detector) analyze(s []int16, open bool) Analysis {
 	if !d.speech && l <= thr {
 		d.above = 0
 	}
-	if d.speech || !(l > floor+d.cfg.ThresholdDB+vLowDB && l <= thr) {
-		d.vrun = 0
-	}
-	if vdbg {
-		var r, lg [voiceSubs]float64
-		d.voicing(&r, &lg)
-		fmt.Fprintf(os.Stderr, "V %.2f %.2f %.2f %.2f %.1f %.1f %.1f %.1f\n", r[0], r[1], r[2], r[3], lg[0], lg[1], lg[2], lg[3])
-	}
 	d.all.push(inst)
 	if !d.speech {
 		d.quiet.push(inst)
 	}
 	return Analysis{LevelDBFS: l, FloorDBFS: floor, ThresholdDBFS: thr, Speech: d.speech}
-}
-
-var vdbg = os.Getenv("HARK_VDBG") != ""
-
-var (
-	vOn    = os.Getenv("HARK_V") != ""
-	vLowDB = envF("HARK_VLOW", 0)
-	vR     = envF("HARK_VR", 0.6)
-	vMinN  = int(envF("HARK_VN", 3))
-	vDmin  = envF("HARK_VDMIN", 0.5)
-	vDmax  = envF("HARK_VDMAX", 4)
-	vNeed  = int(envF("HARK_VNEED", 2))
-)
-
-func envF(k string, def float64) float64 {
-	if v := os.Getenv(k); v != "" {
-		var f float64
-		fmt.Sscan(v, &f)
-		return f
-	}
-	return def
-}
-
-func (d *detector) voiced() bool {
-	var r, lg [voiceSubs]float64
-	d.voicing(&r, &lg)
-	n := 0
-	lo, hi := 1e9, -1e9
-	for i := range r {
-		if r[i] >= vR {
-			n++
-			lo, hi = math.Min(lo, lg[i]), math.Max(hi, lg[i])
-		}
-	}
-	return n >= vMinN && hi-lo >= vDmin && hi-lo <= vDmax
 }
