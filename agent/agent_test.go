@@ -41,46 +41,22 @@ type span struct {
 func loadDemo(t testing.TB) *demo {
 	t.Helper()
 	dir := filepath.Join("..", "testdata", "demo")
-	f, err := os.Open(filepath.Join(dir, "sample.wav"))
+	// The emulator's reference loader reads the same recording and positions (and checks
+	// the recording is 16 kHz mono 16-bit).
+	ref, err := dgemu.LoadReference(filepath.Join(dir, "sample.wav"), filepath.Join(dir, "sample.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	r, err := audio.NewWAVReader(f)
-	if err != nil {
-		t.Fatal(err)
+	d := &demo{samples: ref.Samples}
+	for _, s := range ref.Spans {
+		d.spans = append(d.spans, span{s.Text, s.Start, s.End})
 	}
-	if r.Format.SampleRate != audio.SampleRate || r.Format.Channels != 1 || r.Format.BitsPerSample != 16 {
-		t.Fatalf("sample.wav is %+v, want 16 kHz mono s16", r.Format)
-	}
-	raw, err := io.ReadAll(r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := &demo{samples: audio.DecodePCM(nil, raw)}
 	b, err := os.ReadFile(filepath.Join(dir, "sample.txt"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
 		d.lines = append(d.lines, strings.TrimSpace(l))
-	}
-	b, err = os.ReadFile(filepath.Join(dir, "sample.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var js struct {
-		Utterances []struct {
-			Text  string  `json:"text"`
-			Start float64 `json:"start"`
-			End   float64 `json:"end"`
-		} `json:"utterances"`
-	}
-	if err := json.Unmarshal(b, &js); err != nil {
-		t.Fatal(err)
-	}
-	for _, u := range js.Utterances {
-		d.spans = append(d.spans, span{u.Text, u.Start, u.End})
 	}
 	if len(d.spans) != len(d.lines) {
 		t.Fatalf("sample.json has %d utterances, sample.txt %d", len(d.spans), len(d.lines))
