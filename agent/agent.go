@@ -32,9 +32,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/hark-audio/hark/internal/backoff"
+	"github.com/hark-audio/hark/internal/fsx"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"sync"
@@ -381,16 +382,15 @@ func (a *Agent) openCapture(ctx context.Context, cfg config.Config) (*capture.So
 	}
 	a.log.Warn("capture device not available; retrying until it appears", "err", err)
 	a.event("capture_unavailable", time.Now(), map[string]any{"error": err.Error()})
-	delay := time.Second
+	// Exponential with jitter, capped: many devices rebooting together do not retry in
+	// step, and a device that appears is picked up within half a minute.
+	wait := backoff.Policy{Min: time.Second, Max: 30 * time.Second}
 	for attempt := 2; ; attempt++ {
 		a.st.set(func(s *State) {
 			s.Pipeline = "waiting_for_device"
 			s.Capture = CaptureState{State: "unavailable", LastError: err.Error()}
 		})
-		// Exponential with jitter, capped: many devices rebooting together do not retry
-		// in step, and a device that appears is picked up within half a minute.
-		t := time.NewTimer(delay/2 + rand.N(delay/2+1))
-		delay = min(2*delay, 30*time.Second)
+		t := time.NewTimer(wait.Delay(attempt - 2))
 		select {
 		case <-ctx.Done():
 			t.Stop()
@@ -569,7 +569,7 @@ func readMuted(stateDir string) (bool, error) {
 func (a *Agent) SetMuted(m bool) error {
 	cfg := a.cfg()
 	b, _ := json.Marshal(map[string]bool{"muted": m})
-	if err := config.WriteFileAtomic(filepath.Join(cfg.StateDir, mutedFile), b, 0o600); err != nil {
+	if err := fsx.WriteFile(filepath.Join(cfg.StateDir, mutedFile), b, 0o600); err != nil {
 		return fmt.Errorf("persist mute state: %w", err)
 	}
 	if a.muted.Swap(m) != m {

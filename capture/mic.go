@@ -7,8 +7,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/hark-audio/hark/internal/backoff"
 	"log/slog"
-	"math/rand/v2"
 	"runtime"
 	"strings"
 	"sync/atomic"
@@ -427,20 +427,9 @@ func (s *Source) readMic(ctx context.Context, m *micInput) {
 	}
 }
 
-// Backoff for reopening a lost device: exponential with full jitter, so a fleet that lost
-// its audio server at once does not retry in lockstep.
-const (
-	reopenMin = 200 * time.Millisecond
-	reopenMax = 30 * time.Second
-)
-
-func backoff(attempt int) time.Duration {
-	d := reopenMin << min(attempt, 10)
-	if d > reopenMax {
-		d = reopenMax
-	}
-	return d/2 + rand.N(d/2+1)
-}
+// reopenBackoff paces reopening a lost device: a fleet that lost its audio server at once
+// does not retry in lockstep, and a device that comes back is picked up within 30 s.
+var reopenBackoff = backoff.Policy{Min: 200 * time.Millisecond, Max: 30 * time.Second}
 
 // startupGrace is added to the stall timeout until a freshly opened device delivers its
 // first audio: measured on PulseAudio, the first stream of a new server took about 2 s to
@@ -514,7 +503,7 @@ func (s *Source) superviseMic(ctx context.Context, m *micInput, o *openDevice, r
 
 		// Reopen with backoff until it works or capture is stopped.
 		for failures := 0; ; attempt++ {
-			timer.Reset(backoff(attempt))
+			timer.Reset(reopenBackoff.Delay(attempt))
 			select {
 			case <-ctx.Done():
 				return

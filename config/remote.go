@@ -2,7 +2,7 @@ package config
 
 import (
 	"fmt"
-	"os"
+	"github.com/hark-audio/hark/internal/fsx"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -109,7 +109,7 @@ func (l *Loaded) SaveRemote() error {
 		return fmt.Errorf("encode remote configuration: %w", err)
 	}
 	b = append([]byte("# Written by hark: configuration changes received over MQTT. Applied after the\n# file and environment at every start. Delete this file to drop them.\n"), b...)
-	return WriteFileAtomic(filepath.Join(l.Config.StateDir, RemoteFileName), b, 0o600)
+	return fsx.WriteFile(filepath.Join(l.Config.StateDir, RemoteFileName), b, 0o600)
 }
 
 // RemoteKeys lists the keys set by persisted remote changes.
@@ -133,47 +133,4 @@ func mergeInto(tree *yaml.Node, path []string, val *yaml.Node) {
 	sub := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
 	tree.Content = append(tree.Content, &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: path[0]}, sub)
 	mergeInto(sub, path[1:], val)
-}
-
-// WriteFileAtomic writes data to path so that a crash leaves either the old file or the new
-// one, never a torn one: temporary file in the same directory, fsync, rename, fsync of the
-// directory.
-func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("create %s: %w", dir, err)
-	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	tmp := f.Name()
-	ok := false
-	defer func() {
-		if !ok {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if err := f.Chmod(perm); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if _, err := f.Write(data); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	ok = true
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
-	}
-	return nil
 }

@@ -221,41 +221,6 @@ func TestCorruptPersistedRemote(t *testing.T) {
 	}
 }
 
-func TestWriteFileAtomic(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "new", "sub")
-	p := filepath.Join(dir, "f")
-	if err := WriteFileAtomic(p, []byte("one"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := WriteFileAtomic(p, []byte("two"), 0o640); err != nil {
-		t.Fatal(err)
-	}
-	b, _ := os.ReadFile(p)
-	fi, _ := os.Stat(p)
-	if string(b) != "two" || fi.Mode().Perm() != 0o640 {
-		t.Fatalf("%q %v", b, fi.Mode())
-	}
-	di, _ := os.Stat(dir)
-	if di.Mode().Perm() != 0o700 {
-		t.Fatalf("created directory mode %v", di.Mode().Perm())
-	}
-	// A failed rename (target is a directory) leaves no temporary file behind.
-	target := filepath.Join(dir, "isdir")
-	os.Mkdir(target, 0o700)
-	os.WriteFile(filepath.Join(target, "x"), nil, 0o600)
-	if err := WriteFileAtomic(target, []byte("x"), 0o600); err == nil {
-		t.Fatal("rename over a non-empty directory succeeded")
-	}
-	entries, _ := os.ReadDir(dir)
-	var names []string
-	for _, e := range entries {
-		names = append(names, e.Name())
-	}
-	if !slices.Equal(names, []string{"f", "isdir"}) {
-		t.Fatalf("left behind: %v", names)
-	}
-}
-
 func TestSecret(t *testing.T) {
 	dir := t.TempDir()
 	creds := filepath.Join(dir, "creds")

@@ -2,6 +2,7 @@ package mqttlink
 
 import (
 	"fmt"
+	"github.com/hark-audio/hark/internal/fsx"
 	"os"
 	"path/filepath"
 	"slices"
@@ -128,16 +129,15 @@ func (q *diskQueue) Append(data []byte) (evicted int, err error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	seq := q.next
-	tmp := filepath.Join(q.dir, fmt.Sprintf("%s%020d", queueTmpPrefix, seq))
-	if err := writeSync(tmp, data); err != nil {
-		_ = os.Remove(tmp)
+	tmp, err := fsx.WriteTemp(q.dir, queueTmpPrefix+"*", data, 0o600)
+	if err != nil {
 		return 0, fmt.Errorf("queue transcript: %w", err)
 	}
 	if err := os.Rename(tmp, q.path(seq)); err != nil {
 		_ = os.Remove(tmp)
 		return 0, fmt.Errorf("queue transcript: %w", err)
 	}
-	if err := syncDir(q.dir); err != nil {
+	if err := fsx.SyncDir(q.dir); err != nil {
 		return 0, fmt.Errorf("queue transcript: %w", err)
 	}
 	q.next++
@@ -146,31 +146,6 @@ func (q *diskQueue) Append(data []byte) (evicted int, err error) {
 	q.sizes[seq] = int64(len(data))
 	q.bytes += int64(len(data))
 	return evicted, nil
-}
-
-func writeSync(name string, data []byte) error {
-	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // Peek returns the oldest entry. Unreadable entries are discarded (and counted) on the way.

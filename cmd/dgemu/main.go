@@ -12,6 +12,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/hark-audio/hark/internal/fsx"
 	"io"
 	"log/slog"
 	"os"
@@ -20,7 +21,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/hark-audio/hark/config"
 	"github.com/hark-audio/hark/dgemu"
 )
 
@@ -127,7 +127,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	log.Info("listening", "live", srv.URL(), "prerecorded", srv.HTTPURL(), "fixture_lines", len(lines),
 		"auth", map[bool]string{true: "one key", false: "any key"}[apiKey != ""])
 	if *readyFile != "" {
-		if err := config.WriteFileAtomic(*readyFile, []byte(srv.URL()+"\n"), 0o644); err != nil {
+		if err := fsx.WriteFile(*readyFile, []byte(srv.URL()+"\n"), 0o644); err != nil {
 			return fmt.Errorf("write ready file: %w", err)
 		}
 	}

@@ -29,9 +29,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/hark-audio/hark/internal/backoff"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
@@ -356,8 +356,8 @@ func (c *Client) TranscribeFile(ctx context.Context, path string, opts url.Value
 		if ae.RequestID == "" {
 			ae.RequestID = rid
 		}
-		if ra, ok := parseRetryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
-			ae.RetryAfter = min(ra, c.cfg.MaxRetryAfter)
+		if ra, ok := backoff.RetryAfter(resp.Header.Get("Retry-After"), time.Now(), c.cfg.MaxRetryAfter); ok {
+			ae.RetryAfter = ra
 		}
 		return nil, ae
 	}
@@ -424,50 +424,14 @@ func checkRetry(ctx context.Context, resp *http.Response, err error) (bool, erro
 	return s == http.StatusRequestTimeout || s == http.StatusTooManyRequests || s >= 500 && s != http.StatusNotImplemented || s == 0, nil
 }
 
-// backoff honours Retry-After on 429/503 up to MaxRetryAfter, else Jitter.
+// backoff honours Retry-After on 429/503 up to MaxRetryAfter, else the jittered policy.
 func (c *Client) backoff(lo, hi time.Duration, attempt int, resp *http.Response) time.Duration {
 	if resp != nil && (resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable) {
-		if ra, ok := parseRetryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
-			return min(ra, c.cfg.MaxRetryAfter)
+		if ra, ok := backoff.RetryAfter(resp.Header.Get("Retry-After"), time.Now(), c.cfg.MaxRetryAfter); ok {
+			return ra
 		}
 	}
-	return Jitter(lo, hi, attempt)
-}
-
-// Jitter is exponential backoff with "equal jitter": the delay for attempt n (from 0)
-// is d/2 + rand[0, d/2] with d = lo·2ⁿ capped at hi. Without jitter a fleet that lost
-// the network together would retry in lockstep.
-func Jitter(lo, hi time.Duration, attempt int) time.Duration {
-	d := hi
-	if attempt < 40 {
-		if x := lo << attempt; x > 0 && x < hi {
-			d = x
-		}
-	}
-	if d <= 0 {
-		return 0
-	}
-	return d/2 + rand.N(d/2+1)
-}
-
-// parseRetryAfter accepts delta-seconds or an HTTP date.
-func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
-	if v == "" {
-		return 0, false
-	}
-	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
-		if n < 0 {
-			return 0, false
-		}
-		if n > 1<<31 {
-			n = 1 << 31
-		}
-		return time.Duration(n) * time.Second, true
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		return max(t.Sub(now), 0), true
-	}
-	return 0, false
+	return backoff.Policy{Min: lo, Max: hi}.Delay(attempt)
 }
 
 func isTimeout(err error) bool {

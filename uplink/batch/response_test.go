@@ -90,30 +90,6 @@ func FuzzParseResponse(f *testing.F) {
 	})
 }
 
-func TestJitter(t *testing.T) {
-	lo, hi := 100*time.Millisecond, 2*time.Second
-	seen := map[time.Duration]bool{}
-	for attempt := range 50 {
-		d := hi
-		if attempt < 5 {
-			d = lo << attempt
-		}
-		for range 20 {
-			got := Jitter(lo, hi, attempt)
-			if got < d/2 || got > d {
-				t.Fatalf("attempt %d: %v not in [%v, %v]", attempt, got, d/2, d)
-			}
-			seen[got] = true
-		}
-	}
-	if len(seen) < 100 {
-		t.Fatalf("only %d distinct delays: no jitter?", len(seen))
-	}
-	if Jitter(0, 0, 3) != 0 {
-		t.Fatal("zero bounds")
-	}
-}
-
 func TestBackoffRetryAfterCapped(t *testing.T) {
 	c := NewClient(ClientConfig{MaxRetryAfter: 5 * time.Second})
 	mk := func(status int, ra string) *http.Response {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/hark-audio/hark/internal/backoff"
 	"log/slog"
 	"sync"
 	"time"
@@ -198,7 +199,7 @@ func (u *Uploader) Run(ctx context.Context) error {
 			}
 			continue
 		}
-		wait := max(Jitter(u.cfg.RetryMin, u.cfg.RetryMax, u.streak-1), res.retryAfter)
+		wait := max(backoff.Policy{Min: u.cfg.RetryMin, Max: u.cfg.RetryMax}.Delay(u.streak-1), res.retryAfter)
 		u.setState(StateBackoff, time.Now().Add(wait))
 		t := time.NewTimer(wait)
 		select {

@@ -4,9 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/hark-audio/hark/internal/backoff"
 	"io"
 	"net/http"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -78,7 +78,8 @@ func dial(ctx context.Context, cfg *Config, target string) dialResult {
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 		code, msg, bodyID := uplink.ParseErrorBody(body)
 		re := &RefusedError{Status: resp.StatusCode, Code: code, Message: resp.Header.Get("dg-error"),
-			RequestID: r.requestID, RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())}
+			RequestID: r.requestID}
+		re.RetryAfter, _ = backoff.RetryAfter(resp.Header.Get("Retry-After"), time.Now(), 24*time.Hour)
 		if re.Message == "" {
 			re.Message = msg
 		}
@@ -103,27 +104,6 @@ func sanitize(s, key string) string {
 		s = s[:300]
 	}
 	return s
-}
-
-// parseRetryAfter reads delay-seconds or an HTTP date; 0 when absent or unparseable.
-func parseRetryAfter(v string, now time.Time) time.Duration {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0
-	}
-	if n, err := strconv.Atoi(v); err == nil {
-		if n < 0 {
-			return 0
-		}
-		if n > 86400 {
-			n = 86400
-		}
-		return time.Duration(n) * time.Second
-	}
-	if t, err := http.ParseTime(v); err == nil && t.After(now) {
-		return t.Sub(now)
-	}
-	return 0
 }
 
 type outKind uint8

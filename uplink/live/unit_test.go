@@ -94,25 +94,6 @@ func TestTimeMap(t *testing.T) {
 	}
 }
 
-func TestParseRetryAfter(t *testing.T) {
-	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	for _, tc := range []struct {
-		in   string
-		want time.Duration
-	}{
-		{"", 0}, {"5", 5 * time.Second}, {" 7 ", 7 * time.Second}, {"-3", 0}, {"abc", 0},
-		{now.Add(90 * time.Second).Format(http1123), 90 * time.Second},
-		{now.Add(-time.Minute).Format(http1123), 0},
-		{"99999999", 24 * time.Hour},
-	} {
-		if got := parseRetryAfter(tc.in, now); got != tc.want {
-			t.Errorf("parseRetryAfter(%q) = %s, want %s", tc.in, got, tc.want)
-		}
-	}
-}
-
-const http1123 = "Mon, 02 Jan 2006 15:04:05 GMT"
-
 func TestRefusedErrorPermanent(t *testing.T) {
 	for st, want := range map[int]bool{400: true, 401: true, 402: true, 403: true, 404: true, 408: false, 429: false, 500: false, 503: false} {
 		if got := (&RefusedError{Status: st}).Permanent(); got != want {

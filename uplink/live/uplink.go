@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/hark-audio/hark/internal/backoff"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"net/url"
 	"strings"
@@ -689,13 +689,7 @@ func (u *Uplink) maybeDial(now time.Time) {
 }
 
 func (u *Uplink) backoff() time.Duration {
-	d := u.cfg.BackoffMin
-	for i := 1; i < u.failures && d < u.cfg.BackoffMax; i++ {
-		d *= 2
-	}
-	d = min(d, u.cfg.BackoffMax)
-	// Full jitter over the upper half: spreads a fleet's reconnects after an outage.
-	return d/2 + rand.N(d/2+1)
+	return backoff.Policy{Min: u.cfg.BackoffMin, Max: u.cfg.BackoffMax}.Delay(u.failures - 1)
 }
 
 func (u *Uplink) onDial(r dialResult) {

@@ -40,6 +40,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/hark-audio/hark/internal/fsx"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -58,7 +59,7 @@ const (
 	extMeta    = ".json"
 	extResp    = ".resp.json"
 	extReason  = ".reason.json"
-	tmpPrefix  = ".tmp-"
+	tmpPrefix  = fsx.TempPrefix
 	failedDir  = "failed"
 	wavHdrSize = 44
 )
@@ -309,7 +310,7 @@ func (s *Spool) recover() error {
 	for id := range resps {
 		s.removeFiles(id, extResp)
 	}
-	return syncDir(s.dir)
+	return fsx.SyncDir(s.dir)
 }
 
 // removeFiles removes an entry's files in the order given (callers put the commit point
@@ -320,7 +321,7 @@ func (s *Spool) removeFiles(id string, exts ...string) {
 			s.log.Warn("remove spool file", "file", id+ext, "error", err)
 		}
 	}
-	syncDir(s.dir)
+	fsx.SyncDir(s.dir)
 }
 
 // Put stores one speech segment and returns its metadata with ID, Samples and Created
@@ -374,11 +375,11 @@ func (s *Spool) put(meta Meta, samples []int16) (Meta, error) {
 	wav := make([]byte, 0, wavSize)
 	wav = append(wav, audio.WAVHeader(int(2*meta.Samples))...)
 	wav = audio.AppendPCM(wav, samples)
-	tmpWAV, err := writeTemp(s.dir, meta.ID+extWAV, wav)
+	tmpWAV, err := fsx.WriteTemp(s.dir, tmpPrefix+meta.ID+extWAV+"-*", wav, 0o600)
 	if err != nil {
 		return Meta{}, putErr(meta.ID, err)
 	}
-	tmpMeta, err := writeTemp(s.dir, meta.ID+extMeta, mb)
+	tmpMeta, err := fsx.WriteTemp(s.dir, tmpPrefix+meta.ID+extMeta+"-*", mb, 0o600)
 	if err != nil {
 		os.Remove(tmpWAV)
 		return Meta{}, putErr(meta.ID, err)
@@ -395,7 +396,7 @@ func (s *Spool) put(meta Meta, samples []int16) (Meta, error) {
 		os.Remove(tmpMeta)
 		return Meta{}, putErr(meta.ID, err)
 	}
-	if err := syncDir(s.dir); err != nil {
+	if err := fsx.SyncDir(s.dir); err != nil {
 		// The entry may not survive a power cut, but the files are in place: report the
 		// problem (the caller counts it) only if removing them works, so that "error"
 		// keeps meaning "not stored".
@@ -428,55 +429,6 @@ func putErr(id string, err error) error {
 
 func isNoSpace(err error) bool {
 	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
-}
-
-// writeTemp writes b to a new 0600 temp file in dir and fsyncs it; it returns the temp
-// path. On error the temp file is removed.
-func writeTemp(dir, name string, b []byte) (string, error) {
-	f, err := os.CreateTemp(dir, tmpPrefix+name+"-*")
-	if err != nil {
-		return "", err
-	}
-	p := f.Name()
-	// CreateTemp creates the file 0600, which is what spooled speech needs.
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(p)
-		return "", err
-	}
-	return p, nil
-}
-
-// writeAtomic writes b to path through a temp file, fsync, rename and directory fsync.
-func writeAtomic(path string, b []byte) error {
-	dir := filepath.Dir(path)
-	tmp, err := writeTemp(dir, filepath.Base(path), b)
-	if err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }
 
 // Pending returns the unclaimed entries in capture order (Start, then ID).
@@ -537,7 +489,7 @@ func (s *Spool) SaveResponse(id string, body []byte) error {
 	if len(body) == 0 {
 		return fmt.Errorf("save response %s: empty body", id)
 	}
-	if err := writeAtomic(s.path(id, extResp), body); err != nil {
+	if err := fsx.WriteFile(s.path(id, extResp), body, 0o600); err != nil {
 		if isNoSpace(err) {
 			return fmt.Errorf("save response %s: %w: %w", id, ErrNoSpace, err)
 		}
@@ -611,7 +563,7 @@ func (s *Spool) moveFiles(id, reason string, detail []byte) error {
 		r.Detail = detail
 	}
 	rb, _ := json.MarshalIndent(r, "", "  ")
-	if err := writeAtomic(s.failedPath(id, extReason), rb); err != nil {
+	if err := fsx.WriteFile(s.failedPath(id, extReason), rb, 0o600); err != nil {
 		return fmt.Errorf("move aside %s: %w", id, err)
 	}
 	f := &failedEntry{id: id, moved: now, size: int64(len(rb))}
@@ -628,8 +580,8 @@ func (s *Spool) moveFiles(id, reason string, detail []byte) error {
 		}
 		f.size += fi.Size()
 	}
-	syncDir(filepath.Join(s.dir, failedDir))
-	syncDir(s.dir)
+	fsx.SyncDir(filepath.Join(s.dir, failedDir))
+	fsx.SyncDir(s.dir)
 	s.failed[id] = f
 	return nil
 }
