@@ -39,6 +39,12 @@ type Config struct {
 	// It bounds the size of one spooled utterance and lets a transcript be finalized
 	// during endless speech or noise the floor has not yet learned.
 	MaxSegmentMS int `yaml:"max_segment_ms" json:"max_segment_ms"`
+	// ClassifierThreshold is the speech probability (0 to 1) the built-in speech/noise
+	// classifier must give before an energy onset counts as speech; while speech lasts,
+	// it continues while the classifier's mean over the last second stays above half of
+	// this. Higher rejects more non-stationary noise (machinery, clanks, crackle, music)
+	// at the price of quiet or short words; 0 turns the classifier off (energy alone).
+	ClassifierThreshold float64 `yaml:"classifier_threshold" json:"classifier_threshold"`
 }
 
 // Limits that Validate enforces; the gate preallocates for the largest values.
@@ -59,6 +65,8 @@ func DefaultConfig() Config {
 		PreRollMS:     600,
 		HangoverMS:    1000,
 		MaxSegmentMS:  60000,
+
+		ClassifierThreshold: 0.5,
 	}
 }
 
@@ -92,6 +100,7 @@ func (c Config) Validate() error {
 		ms("floor_window_ms", c.FloorWindowMS, 2000, maxFloorWindow),
 		ms("preroll_ms", c.PreRollMS, 0, maxPreRollMS),
 		ms("hangover_ms", c.HangoverMS, 0, maxHangoverMS),
+		rng("classifier_threshold", c.ClassifierThreshold, 0, 0.99),
 	} {
 		if err != nil {
 			return err

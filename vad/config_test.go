@@ -25,6 +25,9 @@ func TestValidate(t *testing.T) {
 		{"preroll_ms", func(c *Config) { c.PreRollMS = 250 }},
 		{"hangover_ms", func(c *Config) { c.HangoverMS = -100 }},
 		{"max_segment_ms", func(c *Config) { c.MaxSegmentMS = 500 }},
+		{"classifier_threshold", func(c *Config) { c.ClassifierThreshold = -0.1 }},
+		{"classifier_threshold", func(c *Config) { c.ClassifierThreshold = 1 }},
+		{"classifier_threshold", func(c *Config) { c.ClassifierThreshold = math.NaN() }},
 	} {
 		c := DefaultConfig()
 		tc.mod(&c)
@@ -38,6 +41,8 @@ func TestValidate(t *testing.T) {
 		func(c *Config) { c.MaxSegmentMS = 0 },
 		func(c *Config) { c.PreRollMS, c.HangoverMS = 0, 0 },
 		func(c *Config) { c.PreRollMS, c.HangoverMS, c.FloorWindowMS = 3000, 5000, 30000 },
+		func(c *Config) { c.ClassifierThreshold = 0 }, // energy only
+		func(c *Config) { c.ClassifierThreshold = 0.99 },
 	} {
 		c := DefaultConfig()
 		ok(&c)

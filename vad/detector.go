@@ -2,8 +2,16 @@ package vad
 
 import (
 	"math"
+	"os"
 	"sort"
+	"strconv"
 )
+
+// hpCos, hpSin are cos and sin of 2*pi*hpCutHz/decimRate (= 2*pi/32), from the exact tables.
+var hpCos, hpSin = func() (float64, float64) {
+	c, s := unitCircle(decimRate / hpCutHz)
+	return c[1], s[1]
+}()
 
 // Analysis is the VAD's view of one frame, for display and tuning (`hark vad`, health).
 type Analysis struct {
@@ -14,6 +22,12 @@ type Analysis struct {
 	FloorDBFS float64
 	// ThresholdDBFS is the level a frame must exceed to start speech.
 	ThresholdDBFS float64
+	// Score is the classifier's probability (0..1) that this frame is speech, from the
+	// frame's spectral and temporal features; -1 when the classifier is off or not warm.
+	Score float64
+	// Vetoed says the energy detector heard speech in this frame but the classifier's
+	// score was below classifier_threshold, so the frame was not counted as speech.
+	Vetoed bool
 	// Speech is the VAD's decision for this frame (before pre-roll and hangover).
 	Speech bool
 	// Open says whether the gate is passing audio after this frame (including hangover).
@@ -54,27 +68,26 @@ const (
 	// hundred frames is itself noisy, and the threshold should not twitch with it.
 	spreadAlpha = 0.01
 	// maxMargin caps the noise-driven part of the threshold.
-	maxMargin = 10.0
+	maxMarginX = 10.0
 	// holdMinDB: once speech has started (or while the gate is open), frames count as
 	// speech while their level stays above threshold-ReleaseDB, but never closer than
 	// this to the floor, so steady noise cannot hold the gate open.
 	holdMinDB = 1.5
+	// frameLen8k is a 100 ms frame after 2:1 decimation.
+	frameLen8k = 800
+	// onsetScoreFrames: an onset needs the classifier's mean probability over this many
+	// frames (the current one included) to reach classifier_threshold.
+	onsetScoreFramesX = 2
+	// holdScoreFrames, holdScoreFactor: while speech lasts it continues only while the mean
+	// probability over this many frames stays above holdScoreFactor*classifier_threshold,
+	// so noise that follows speech cannot hold the gate open, but pauses between words do
+	// not close it.
+	holdScoreFrames  = 10
+	holdScoreFactorX = 0.5
+	// scoreAboveDB: frames whose level (instantaneous or mean) stands no more than this
+	// above the floor are not scored: they are below every onset and hold threshold.
+	scoreAboveDB = holdMinDB
 )
-
-type biquad struct{ b0, b1, b2, a1, a2 float64 }
-
-// highpass is one RBJ high-pass section; two with Q 0.5412 and 1.3066 make a 4th-order
-// Butterworth.
-func highpass(fc, fs, q float64) biquad {
-	w := 2 * math.Pi * fc / fs
-	cw, sw := math.Cos(w), math.Sin(w)
-	alpha := sw / (2 * q)
-	a0 := 1 + alpha
-	return biquad{
-		b0: (1 + cw) / 2 / a0, b1: -(1 + cw) / a0, b2: (1 + cw) / 2 / a0,
-		a1: -2 * cw / a0, a2: (1 - alpha) / a0,
-	}
-}
 
 // detector is the frame-level VAD: level in the analysis band, adaptive floor and spread,
 // hysteresis and onset confirmation. It owns no frames; it only reads samples.
@@ -99,14 +112,27 @@ type detector struct {
 	// spread is the noise's spread (P10-P2 of the quiet history, dB), smoothed over time.
 	spread float64
 
+	// The classifier's input: the band-passed frame at 8 kHz (full scale 1), its ten
+	// 10 ms mean powers, and the feature extractor; probs holds the last probabilities.
+	x      [frameLen8k]float64
+	sub    [10]float64
+	feat   *features
+	cls    classifier
+	probs  [holdScoreFrames]float64
+	pPos   int
+	pN     int
+	scored bool // the classifier scored this frame (its spectral features are current)
+
 	above  int  // consecutive frames above threshold
 	speech bool // current decision (hysteresis state)
 }
 
 func newDetector(cfg Config) *detector {
 	d := &detector{
-		hp1: highpass(hpCutHz, decimRate, 0.5412),
-		hp2: highpass(hpCutHz, decimRate, 1.3066),
+		hp1:  highpass(hpCos, hpSin, 0.5412),
+		hp2:  highpass(hpCos, hpSin, 1.3066),
+		feat: newFeatures(),
+		cls:  classifier{w: &defaultWeights},
 	}
 	d.setConfig(cfg)
 	return d
@@ -115,7 +141,7 @@ func newDetector(cfg Config) *detector {
 // setConfig applies new settings at once. A shorter floor window keeps the newest history.
 func (d *detector) setConfig(cfg Config) {
 	d.cfg = cfg
-	w := clampInt(cfg.FloorWindowMS/100, warmupFrames, maxFloorWindow/100)
+	w := clamp(cfg.FloorWindowMS/100, warmupFrames, maxFloorWindow/100)
 	d.all.resize(w)
 	d.quiet.resize(w)
 }
@@ -126,33 +152,44 @@ func (d *detector) power(s []int16) float64 {
 	f, h := d.hp1, d.hp2
 	z1, z2, z3, z4 := d.z1, d.z2, d.z3, d.z4
 	var e float64
-	i := 0
 	if len(s)%2 == 1 { // odd-length frames (never from capture) are tolerated
 		s = s[:len(s)-1]
 	}
-	for ; i+1 < len(s); i += 2 {
-		x := float64(int32(s[i])+int32(s[i+1])) * 0.5
-		y := f.b0*x + z1
-		z1 = f.b1*x - f.a1*y + z2
-		z2 = f.b2*x - f.a2*y
-		v := h.b0*y + z3
-		z3 = h.b1*y - h.a1*v + z4
-		z4 = h.b2*y - h.a2*v
-		e += v * v
+	// Products are rounded explicitly (float64(...)) so no architecture fuses them into
+	// FMA instructions: the bits must not depend on the machine (dsp.go). The classifier
+	// gets the band-passed samples and ten 10 ms powers (a standard 100 ms frame; shorter
+	// frames leave zeros, longer ones are only measured).
+	n := len(s) / 2
+	d.sub = [10]float64{}
+	for j := 0; j < n; j++ {
+		x := float64(int32(s[2*j])+int32(s[2*j+1])) * 0.5
+		y := float64(f.b0*x) + z1
+		z1 = float64(f.b1*x) - float64(f.a1*y) + z2
+		z2 = float64(f.b2*x) - float64(f.a2*y)
+		v := float64(h.b0*y) + z3
+		z3 = float64(h.b1*y) - float64(h.a1*v) + z4
+		z4 = float64(h.b2*y) - float64(h.a2*v)
+		vv := float64(v * v)
+		e += vv
+		if j < frameLen8k {
+			d.x[j] = v * (1.0 / 32768)
+			d.sub[j/80] += vv
+		}
 	}
 	d.z1, d.z2, d.z3, d.z4 = z1, z2, z3, z4
+	for k := range d.sub {
+		d.sub[k] *= 1.0 / (80 * 32768 * 32768)
+	}
+	for j := n; j < frameLen8k; j++ {
+		d.x[j] = 0
+	}
 	if len(s) == 0 {
 		return 0
 	}
 	return e / float64(len(s)/2) / (32768 * 32768)
 }
 
-func toDB(p float64) float64 {
-	if p <= 1e-12 {
-		return silentDB
-	}
-	return 10 * math.Log10(p)
-}
+func toDB(p float64) float64 { return dbDet(p) }
 
 // history is a window of levels kept both in arrival order (a ring) and sorted, so a
 // percentile costs one insertion and one removal per frame and no allocation.
@@ -206,12 +243,19 @@ func (h *history) quantile(q, def float64) float64 {
 	if len(h.sorted) == 0 {
 		return def
 	}
-	return h.sorted[int(q*float64(len(h.sorted)-1)+0.5)]
+	return h.sorted[int(float64(q*float64(len(h.sorted)-1))+0.5)]
 }
 
 // analyze decides one frame; open says whether the gate is open, in which case the lower
 // hold threshold applies, as it does while speech lasts. The floor and spread are measured
 // on the history before this frame, so an onset is judged against the noise before it.
+//
+// The energy detector proposes, the classifier disposes: a frame counts as speech only
+// when its level says so (onset or hold, as before) and, with the classifier on, the
+// classifier's recent scores agree (onsetScoreFrames for an onset, a longer and more
+// lenient holdScoreFrames while speech lasts). The classifier never turns a quiet frame
+// into speech, so the energy gate's behaviour on onsets, short words, quiet speakers and
+// stationary floors is kept wherever the classifier agrees.
 func (d *detector) analyze(s []int16, open bool) Analysis {
 	p := d.power(s)
 	inst := toDB(p)
@@ -228,10 +272,10 @@ func (d *detector) analyze(s []int16, open bool) Analysis {
 		if d.spread == 0 {
 			d.spread = spread
 		}
-		d.spread += spreadAlpha * (spread - d.spread)
+		d.spread += float64(spreadAlpha * (spread - d.spread))
 	}
 	margin := d.cfg.ThresholdDB
-	if m := d.cfg.NoiseFactor * d.spread; m > margin {
+	if m := float64(d.cfg.NoiseFactor * d.spread); m > margin {
 		margin = m
 	}
 	if margin > maxMargin && maxMargin > d.cfg.ThresholdDB {
@@ -242,6 +286,28 @@ func (d *detector) analyze(s []int16, open bool) Analysis {
 		thr = d.cfg.MinLevelDBFS
 	}
 	ready := d.all.n >= warmupFrames
+
+	// The classifier scores every frame that stands above the floor (its verdict is ready
+	// when the energy detector asks); frames at the floor can neither start nor continue
+	// speech (the hold level is at least holdMinDB above the floor), so they skip the
+	// spectral work and count as score 0. Silence and steady noise thus cost little more
+	// than the energy detector alone. Which frames are scored depends only on the audio,
+	// never on the classifier's own verdicts, so training sees the features run time sees.
+	score := -1.0
+	d.feat.temporal(&d.sub, l-floor)
+	d.scored = false
+	if d.cfg.ClassifierThreshold > 0 {
+		p := -1.0
+		if l > floor+scoreAboveDB || inst > floor+scoreAboveDB || !ready {
+			d.feat.spectral(d.x[:])
+			p = sigmoid(d.cls.logit(&d.feat.v))
+			score, d.scored = p, true
+		}
+		d.probs[d.pPos] = p
+		d.pPos = (d.pPos + 1) % holdScoreFrames
+		d.pN = min(d.pN+1, holdScoreFrames)
+	}
+	veto := false
 	if !ready {
 		floor, thr = l, l+margin
 	}
@@ -250,10 +316,18 @@ func (d *detector) analyze(s []int16, open bool) Analysis {
 		d.above, d.speech = 0, false
 	case d.speech || open:
 		hold := math.Max(thr-d.cfg.ReleaseDB, floor+holdMinDB)
-		d.speech = l > hold && l > d.cfg.MinLevelDBFS
+		energy := l > hold && l > d.cfg.MinLevelDBFS
+		d.speech = energy
+		if energy && score >= 0 && d.recentScore(holdScoreFrames) < float64(d.cfg.ClassifierThreshold*holdScoreFactor) {
+			d.speech, veto = false, true
+		}
 	case l > thr || inst > thr+strongDB:
 		d.above++
-		d.speech = d.above >= confirmFrames || inst > thr+strongDB
+		energy := d.above >= confirmFrames || inst > thr+strongDB
+		d.speech = energy
+		if energy && score >= 0 && d.recentScore(onsetScoreFrames) < d.cfg.ClassifierThreshold {
+			d.speech, veto = false, true
+		}
 	default:
 		d.above = 0
 	}
@@ -264,5 +338,42 @@ func (d *detector) analyze(s []int16, open bool) Analysis {
 	if !d.speech {
 		d.quiet.push(inst)
 	}
-	return Analysis{LevelDBFS: l, FloorDBFS: floor, ThresholdDBFS: thr, Speech: d.speech}
+	return Analysis{LevelDBFS: l, FloorDBFS: floor, ThresholdDBFS: thr, Score: score, Vetoed: veto, Speech: d.speech}
 }
+
+// recentScore is the mean classifier probability over the scored frames among the last
+// n (0 if none was scored).
+func (d *detector) recentScore(n int) float64 {
+	n = min(n, d.pN)
+	var s float64
+	var k int
+	for i := 1; i <= n; i++ {
+		if p := d.probs[(d.pPos-i+holdScoreFrames)%holdScoreFrames]; p >= 0 {
+			s += p
+			k++
+		}
+	}
+	if k == 0 {
+		return 0
+	}
+	return s / float64(k)
+}
+
+// EXPERIMENT (to be removed)
+var onsetScoreFrames, holdScoreFactor = func() (int, float64) {
+	o, h := onsetScoreFramesX, holdScoreFactorX
+	if v, err := strconv.Atoi(os.Getenv("VAD_EXP_ONSETN")); err == nil {
+		o = v
+	}
+	if v, err := strconv.ParseFloat(os.Getenv("VAD_EXP_HOLD"), 64); err == nil {
+		h = v
+	}
+	return o, h
+}()
+
+var maxMargin = func() float64 {
+	if v, err := strconv.ParseFloat(os.Getenv("VAD_EXP_MAXMARGIN"), 64); err == nil {
+		return v
+	}
+	return maxMarginX
+}()

@@ -4,7 +4,10 @@
 //
 // The detector is an energy VAD on its own band-limited copy of each 100 ms frame, judged
 // against an adaptive noise floor (a low percentile of the recent levels) and the measured
-// spread of the noise, with hysteresis and onset confirmation. The Gate passes the
+// spread of the noise, with hysteresis and onset confirmation; a small trained classifier
+// over spectral and temporal features of the same copy (features.go, classifier.go) can
+// veto what the energy detector calls speech, which rejects loud non-stationary noise
+// (machinery, clanks, crackle, music) that a level alone cannot tell from speech. The Gate passes the
 // captured frames themselves, untouched: the same Samples slices, bit-exact.
 //
 // A Gate is not safe for concurrent use; the agent calls it from the one goroutine that
@@ -86,9 +89,9 @@ func NewGate(cfg Config) *Gate {
 // shorter pre-roll drops the oldest buffered frames, a shorter hangover shortens the
 // current one.
 func (g *Gate) SetConfig(cfg Config) {
-	cfg.PreRollMS = clampInt(cfg.PreRollMS, 0, maxPreRollMS)
-	cfg.HangoverMS = clampInt(cfg.HangoverMS, 0, maxHangoverMS)
-	cfg.FloorWindowMS = clampInt(cfg.FloorWindowMS, 0, maxFloorWindow)
+	cfg.PreRollMS = clamp(cfg.PreRollMS, 0, maxPreRollMS)
+	cfg.HangoverMS = clamp(cfg.HangoverMS, 0, maxHangoverMS)
+	cfg.FloorWindowMS = clamp(cfg.FloorWindowMS, 0, maxFloorWindow)
 	if cfg.MaxSegmentMS < 0 {
 		cfg.MaxSegmentMS = 0
 	}
@@ -100,6 +103,26 @@ func (g *Gate) SetConfig(cfg Config) {
 	if h := g.hangover(); g.hang > h {
 		g.hang = h
 	}
+}
+
+// SetWeights replaces the classifier's weights (nil restores the built-in ones), for
+// evaluating other trainings (bench/vad -weights, eval/train). The daemon uses the
+// built-in weights.
+func (g *Gate) SetWeights(w *Weights) {
+	if w == nil {
+		w = &defaultWeights
+	}
+	g.det.cls.w = w
+}
+
+// Features returns the classifier's input for the last frame pushed: NumFeatures values,
+// valid until the next Push, or nil if the classifier did not score that frame (it was
+// at the noise floor, or the classifier is off). For training (bench/vad -train).
+func (g *Gate) Features() []float64 {
+	if !g.det.scored {
+		return nil
+	}
+	return g.det.feat.v[:]
 }
 
 // Config returns the settings in use.
@@ -216,12 +239,4 @@ func (g *Gate) dropOldest() {
 	g.count--
 }
 
-func clampInt(v, lo, hi int) int {
-	if v < lo {
-		return lo
-	}
-	if v > hi {
-		return hi
-	}
-	return v
-}
+func clamp[T int | float64](v, lo, hi T) T { return max(lo, min(hi, v)) }

@@ -103,8 +103,9 @@ func TestScoreSmallSet(t *testing.T) {
 	}
 	got := out.String()
 	for _, want := range []string{
-		"| pink | 10 | 1 | 2 | 1.000 |", // both utterances recalled
-		"| pink | 10 | 1 | 10 | 0.000 | pass (<= 0.02) |",
+		"| pink | stationary | 10 | 1 | 2 | 1.000 |", // both utterances recalled
+		"| pink | stationary | 10 | 1 | 10 | 0.000 | pass (<= 0.02) |",
+		"| noise-only sent, stationary (max) | <= 0.02 | 0.000 (pink 10) | met |",
 	} {
 		if !strings.Contains(got, want) {
 			t.Fatalf("report lacks %q:\n%s", want, got)
@@ -144,5 +145,49 @@ func TestCPUSplit(t *testing.T) {
 	}
 	if _, err := measureCPU(t.TempDir(), vad.DefaultConfig(), 1); err == nil {
 		t.Fatal("empty set accepted")
+	}
+}
+
+// TestTrainSmallSet trains on a tiny set in the generator's layout: the weights written
+// (JSON, Go source, one fold per held-out type) parse, and the report names every type.
+func TestTrainSmallSet(t *testing.T) {
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "wav"), 0o755)
+	man := "file,track,noise,snr_db,duration_s,speech_s,n_utts,class\n"
+	for _, n := range []string{"pink", "machine", "babble"} {
+		name := "C_" + n + "_10"
+		writeWAV(t, filepath.Join(dir, "wav", name+".wav"), 12, []interval{{3, 4.5}, {8, 9}})
+		os.WriteFile(filepath.Join(dir, "wav", name+".lab.csv"), []byte("start,end\n3.000,4.500\n8.000,9.000\n"), 0o644)
+		os.WriteFile(filepath.Join(dir, "wav", name+".utt.csv"), []byte("start,end,utt_id,source\n3.000,4.500,u1,x\n8.000,9.000,u2,x\n"), 0o644)
+		man += name + ".wav,C," + n + ",10,12,2.5,2," + classOf(n) + "\n"
+	}
+	os.WriteFile(filepath.Join(dir, "manifest.csv"), []byte(man), 0o644)
+	out := t.TempDir()
+	var rep bytes.Buffer
+	args := []string{"-train", dir, "-lono", "-folds", out, "-epochs", "2", "-hidden", "4",
+		"-write-weights", filepath.Join(out, "all.json"), "-write-go", filepath.Join(out, "w.go"), "-set", dir}
+	if err := run(args, &rep); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"all.json", "pink.json", "machine.json"} {
+		data, err := os.ReadFile(filepath.Join(out, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := vad.ParseWeights(data); err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(out, "babble.json")); err == nil {
+		t.Fatal("a model was trained without babble, but babble is never trained on")
+	}
+	src, _ := os.ReadFile(filepath.Join(out, "w.go"))
+	if !strings.Contains(string(src), "var defaultWeights = Weights{") || !strings.Contains(string(src), "Hidden:   4,") {
+		t.Fatalf("generated source:\n%s", src)
+	}
+	for _, want := range []string{"| pink |", "| machine |", "leave one noise type out", "| figure | goal | hark |"} {
+		if !strings.Contains(rep.String(), want) {
+			t.Fatalf("report lacks %q:\n%s", want, rep.String())
+		}
 	}
 }

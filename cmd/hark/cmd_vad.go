@@ -17,6 +17,7 @@ import (
 	"github.com/hark-audio/hark/capture"
 	"github.com/hark-audio/hark/config"
 	"github.com/hark-audio/hark/vad"
+	"golang.org/x/sys/unix"
 )
 
 // vadCSVHeader is part of the external interface (design.md): scripts parse it.
@@ -54,7 +55,7 @@ func cmdVAD(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if *csvOut {
 		sink = &csvSink{w: bw}
 	} else {
-		sink = newTermSink(bw, filepath.Base(pos[0]), l.Config.VAD)
+		sink = newTermSink(bw, filepath.Base(pos[0]), l.Config.VAD, termWidth(stdout))
 	}
 	if err := runVAD(ctx, bufio.NewReaderSize(f, 64<<10), pos[0], l.Config.VAD, sink); err != nil {
 		bw.Flush()
@@ -192,44 +193,101 @@ func bit(b bool) byte {
 }
 
 // termSink draws the tuning view: one line per frame with the level as a bar against the
-// floor and threshold, segment boundaries, and a summary.
+// floor and threshold, the classifier's score, what was decided and why (S speech, v
+// vetoed: loud enough, but the classifier judged it not speech), segment boundaries and a
+// summary. Every line fits the terminal's width (termWidth).
 type termSink struct {
-	w    *bufio.Writer
-	name string
-	cfg  vad.Config
+	w     *bufio.Writer
+	name  string
+	cfg   vad.Config
+	width int
+	bar   int  // columns of the level bar
+	nums  bool // whether the floor and threshold columns are shown
 
-	frames, speech, sent int
-	levels, floors       []float64
-	segLens              []int
-	hdr                  bool
-	seg                  uint64 // segment of the previous row
-	segFirst             int
+	frames, speech, sent, vetoed int
+	levels, floors               []float64
+	segLens                      []int
+	hdr                          bool
+	seg                          uint64 // segment of the previous row
+	segFirst                     int
+	line                         []byte
 }
 
 // The bar is drawn relative to the floor, 1 dB per column, because tuning is about how
 // far speech and noise rise above the floor and where the threshold sits between them.
 const (
-	barBelow = 6 // columns (dB) shown below the floor
-	barCols  = 50
+	barBelow  = 6  // columns (dB) shown below the floor
+	barMax    = 50 // widest bar (dB range) on a wide terminal
+	barMin    = 12
+	lineFixed = 37 // "  12.3s " + " -35.2 -48.1 -45.1 0.87 S▶" around the bar
+	lineShort = 23 // the same without the floor and threshold columns
+	// minWidth is the narrowest view drawn; narrower terminals get lines of this width.
+	minWidth = 40
 )
 
-func newTermSink(w *bufio.Writer, name string, cfg vad.Config) *termSink {
-	return &termSink{w: w, name: name, cfg: cfg}
+// termWidth is the width the tuning view must fit: $COLUMNS when it is a positive number
+// (shells set it, and it lets a user ask for a width), else the width of the terminal
+// out writes to, else 80 (a file, a pipe).
+func termWidth(out io.Writer) int {
+	if c, err := strconv.Atoi(strings.TrimSpace(os.Getenv("COLUMNS"))); err == nil && c > 0 {
+		return c
+	}
+	if f, ok := out.(*os.File); ok {
+		if ws, err := unix.IoctlGetWinsize(int(f.Fd()), unix.TIOCGWINSZ); err == nil && ws.Col > 0 {
+			return int(ws.Col)
+		}
+	}
+	return 80
+}
+
+func newTermSink(w *bufio.Writer, name string, cfg vad.Config, width int) *termSink {
+	t := &termSink{w: w, name: name, cfg: cfg, width: max(width, minWidth)}
+	// Lines stay one column short of the width: some terminals wrap a line that fills
+	// the last column.
+	avail := t.width - 1
+	t.nums = avail-lineFixed >= barMin+10
+	fixed := lineShort
+	if t.nums {
+		fixed = lineFixed
+	}
+	t.bar = max(barMin, min(barMax, avail-fixed))
+	return t
+}
+
+// fit cuts s to the view's width (in runes: the view's symbols are one column each).
+func (t *termSink) fit(s string) string {
+	if r := []rune(s); len(r) > t.width-1 {
+		return string(r[:t.width-2]) + "…"
+	}
+	return s
 }
 
 func (t *termSink) header() {
 	t.hdr = true
-	fmt.Fprintf(t.w, "%s — threshold %g dB over floor (noise factor %g), pre-roll %d ms, hangover %d ms\n",
-		t.name, t.cfg.ThresholdDB, t.cfg.NoiseFactor, t.cfg.PreRollMS, t.cfg.HangoverMS)
-	fmt.Fprintf(t.w, "  bar: level, 1 column = 1 dB, from %d dB below the floor;  ░ up to the floor  █ above it  ┃ threshold\n", barBelow)
-	fmt.Fprintf(t.w, "  marks: S speech (VAD)  ▶ sent (gate, with pre-roll and hangover)\n\n")
-	fmt.Fprintf(t.w, "%8s  %-*s  %6s %6s %6s\n", "time", barCols, "level", "level", "floor", "thresh")
+	p := func(format string, a ...any) { fmt.Fprintln(t.w, t.fit(fmt.Sprintf(format, a...))) }
+	p("%s", t.name)
+	cls := "off"
+	if t.cfg.ClassifierThreshold > 0 {
+		cls = fmt.Sprintf("%g", t.cfg.ClassifierThreshold)
+	}
+	p("threshold %g dB over floor, noise factor %g, classifier %s", t.cfg.ThresholdDB, t.cfg.NoiseFactor, cls)
+	p("pre-roll %d ms, hangover %d ms", t.cfg.PreRollMS, t.cfg.HangoverMS)
+	p("bar: level, 1 column = 1 dB from %d dB below the floor", barBelow)
+	p("     ░ up to the floor  █ above it  ┃ threshold")
+	p("score: the classifier's speech probability (- when off)")
+	p("S speech  v vetoed (loud, but not speech-like)  ▶ sent")
+	fmt.Fprintln(t.w)
+	if t.nums {
+		p("%7s %-*s %6s %6s %6s %4s", "time", t.bar, "level", "level", "floor", "thresh", "score")
+	} else {
+		p("%7s %-*s %6s %4s", "time", t.bar, "level", "level", "score")
+	}
 }
 
 // col is the bar column of a level given the floor.
 func col(db, floor float64) int {
 	c := int(math.Floor(db-floor)) + barBelow
-	return max(-1, min(barCols-1, c))
+	return max(-1, min(barMax-1, c))
 }
 
 func (t *termSink) row(r vadRow) error {
@@ -239,7 +297,7 @@ func (t *termSink) row(r vadRow) error {
 	if r.Seg != t.seg {
 		t.endSegment(r.Index)
 		if r.Seg != 0 {
-			fmt.Fprintf(t.w, "         ┌─ segment %d starts at %.1f s\n", r.Seg, float64(r.Index)/10)
+			fmt.Fprintln(t.w, t.fit(fmt.Sprintf("        ┌─ segment %d starts at %.1f s", r.Seg, float64(r.Index)/10)))
 			t.segFirst = r.Index
 		}
 		t.seg = r.Seg
@@ -249,33 +307,51 @@ func (t *termSink) row(r vadRow) error {
 	if a.Speech {
 		t.speech++
 	}
+	if a.Vetoed {
+		t.vetoed++
+	}
 	if r.Sent {
 		t.sent++
 	}
 	t.levels = append(t.levels, a.LevelDBFS)
 	t.floors = append(t.floors, a.FloorDBFS)
-	var bar strings.Builder
+	b := fmt.Appendf(t.line[:0], "%6.1fs ", float64(r.Index)/10)
 	lc, tc := col(a.LevelDBFS, a.FloorDBFS), col(a.ThresholdDBFS, a.FloorDBFS)
-	for c := 0; c < barCols; c++ {
+	for c := 0; c < t.bar; c++ {
 		switch {
-		case c == tc:
-			bar.WriteRune('┃')
+		case c == tc || (c == t.bar-1 && tc >= t.bar):
+			b = append(b, "┃"...)
 		case c <= lc && c < barBelow:
-			bar.WriteRune('░')
+			b = append(b, "░"...)
 		case c <= lc:
-			bar.WriteRune('█')
+			b = append(b, "█"...)
 		default:
-			bar.WriteRune(' ')
+			b = append(b, ' ')
 		}
 	}
-	mark := func(b bool, s string) string {
-		if b {
-			return s
-		}
-		return " "
+	b = fmt.Appendf(b, " %6.1f", a.LevelDBFS)
+	if t.nums {
+		b = fmt.Appendf(b, " %6.1f %6.1f", a.FloorDBFS, a.ThresholdDBFS)
 	}
-	_, err := fmt.Fprintf(t.w, "%7.1fs  %s  %6.1f %6.1f %6.1f  %s %s\n", float64(r.Index)/10, bar.String(),
-		a.LevelDBFS, a.FloorDBFS, a.ThresholdDBFS, mark(a.Speech, "S"), mark(r.Sent, "▶"))
+	if a.Score >= 0 {
+		b = fmt.Appendf(b, " %4.2f ", a.Score)
+	} else {
+		b = append(b, "    - "...)
+	}
+	switch {
+	case a.Speech:
+		b = append(b, 'S')
+	case a.Vetoed:
+		b = append(b, 'v')
+	default:
+		b = append(b, ' ')
+	}
+	if r.Sent {
+		b = append(b, "▶"...)
+	}
+	b = append(b, '\n')
+	t.line = b
+	_, err := t.w.Write(b)
 	return err
 }
 
@@ -286,7 +362,7 @@ func (t *termSink) endSegment(end int) {
 	}
 	n := end - t.segFirst
 	t.segLens = append(t.segLens, n)
-	fmt.Fprintf(t.w, "         └─ segment %d ends at %.1f s (%.1f s)\n", t.seg, float64(end)/10, float64(n)/10)
+	fmt.Fprintln(t.w, t.fit(fmt.Sprintf("        └─ segment %d ends at %.1f s (%.1f s)", t.seg, float64(end)/10, float64(n)/10)))
 	t.seg = 0
 }
 
@@ -310,19 +386,20 @@ func (t *termSink) done() error {
 		}
 		return 100 * float64(n) / float64(t.frames)
 	}
-	fmt.Fprintf(t.w, "\nsummary\n")
-	fmt.Fprintf(t.w, "  audio      %.1f s (%d frames)\n", float64(t.frames)/10, t.frames)
-	fmt.Fprintf(t.w, "  speech     %.1f s (%.1f%%)\n", float64(t.speech)/10, frac(t.speech))
-	fmt.Fprintf(t.w, "  sent       %.1f s (%.1f%%) in %d segments", float64(t.sent)/10, frac(t.sent), len(t.segLens))
+	p := func(format string, a ...any) { fmt.Fprintln(t.w, t.fit(fmt.Sprintf(format, a...))) }
+	p("\nsummary")
+	p("  audio   %.1f s (%d frames)", float64(t.frames)/10, t.frames)
+	p("  speech  %.1f s (%.1f%%)", float64(t.speech)/10, frac(t.speech))
+	p("  vetoed  %.1f s (%.1f%%): loud, not speech-like", float64(t.vetoed)/10, frac(t.vetoed))
+	p("  sent    %.1f s (%.1f%%) in %d segments", float64(t.sent)/10, frac(t.sent), len(t.segLens))
 	if len(t.segLens) > 0 {
 		ls := make([]float64, len(t.segLens))
 		for i, n := range t.segLens {
 			ls[i] = float64(n) / 10
 		}
-		fmt.Fprintf(t.w, ", median %.1f s, longest %.1f s", pct(ls, 0.5), pct(ls, 1))
+		p("          segments: median %.1f s, longest %.1f s", pct(ls, 0.5), pct(ls, 1))
 	}
-	fmt.Fprintln(t.w)
-	fmt.Fprintf(t.w, "  level      p10 %.1f  median %.1f  p90 %.1f dBFS\n", pct(t.levels, 0.1), pct(t.levels, 0.5), pct(t.levels, 0.9))
-	fmt.Fprintf(t.w, "  floor      min %.1f  median %.1f  max %.1f dBFS\n", pct(t.floors, 0), pct(t.floors, 0.5), pct(t.floors, 1))
+	p("  level   p10 %.1f  median %.1f  p90 %.1f dBFS", pct(t.levels, 0.1), pct(t.levels, 0.5), pct(t.levels, 0.9))
+	p("  floor   min %.1f  median %.1f  max %.1f dBFS", pct(t.floors, 0), pct(t.floors, 0.5), pct(t.floors, 1))
 	return nil
 }

@@ -11,12 +11,14 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/hark-audio/hark/audio"
 	"github.com/hark-audio/hark/vad"
@@ -222,19 +224,80 @@ func TestVADCSVMatchesGate(t *testing.T) {
 }
 
 func TestVADTerminalView(t *testing.T) {
+	t.Setenv("COLUMNS", "")
 	path := writeTemp(t, "in.wav", vadTestWAV(8, 3))
 	code, out, errOut := vadRun("vad", "--config", "", path)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
-	for _, want := range []string{"segment 1 starts at", "segment 1 ends at", "summary", "in 1 segments", "┃", "▶", " S "} {
+	for _, want := range []string{"segment 1 starts at", "segment 1 ends at", "summary", "in 1 segments", "┃", "▶", " S▶",
+		"classifier 0.5", "score", "v vetoed", "vetoed  "} {
 		if !strings.Contains(out, want) {
 			t.Fatalf("view lacks %q:\n%s", want, out)
 		}
 	}
-	frames := strings.Count(out, "s  ") // one "12.3s  " time column per frame row
-	if frames < 81 {
-		t.Fatalf("%d frame rows, want 81", frames)
+	rows := regexp.MustCompile(`(?m)^ *[0-9]+\.[0-9]s .* ([01]\.[0-9]{2}|   -) [Sv ]`).FindAllString(out, -1)
+	if len(rows) != 81 {
+		t.Fatalf("%d frame rows with a score, want 81:\n%s", len(rows), out)
+	}
+}
+
+// Issue 13 item 6: the view fits the terminal. At 80 columns (the default when stdout is
+// not a terminal) and at any $COLUMNS, no line reaches the last column, and the frame
+// rows keep the level, the score and the marks.
+func TestVADTerminalFitsWidth(t *testing.T) {
+	path := writeTemp(t, "in.wav", vadTestWAV(8, 3))
+	for _, tc := range []struct {
+		columns    string
+		width      int
+		floorShown bool
+	}{{"", 80, true}, {"80", 80, true}, {"60", 60, true}, {"55", 55, false}, {"40", 40, false}, {"20", 40, false}, {"200", 200, true}, {"junk", 80, true}} {
+		t.Run("COLUMNS="+tc.columns, func(t *testing.T) {
+			t.Setenv("COLUMNS", tc.columns)
+			code, out, errOut := vadRun("vad", "--config", "", path)
+			if code != 0 {
+				t.Fatalf("exit %d: %s", code, errOut)
+			}
+			longest := 0
+			for _, l := range strings.Split(out, "\n") {
+				longest = max(longest, utf8.RuneCountInString(l))
+			}
+			if longest > tc.width-1 {
+				t.Fatalf("a line has %d columns, the terminal %d:\n%s", longest, tc.width, out)
+			}
+			if tc.width >= 80 && longest < 75 {
+				t.Fatalf("longest line %d columns: the view does not use a %d-column terminal", longest, tc.width)
+			}
+			if got := strings.Contains(out, "floor thresh"); got != tc.floorShown {
+				t.Fatalf("floor and threshold columns shown=%v at width %d", got, tc.width)
+			}
+			if !regexp.MustCompile(`(?m)^ +3\.[0-9]s .*-[0-9]+\.[0-9] [01]\.[0-9]{2} S▶$`).MatchString(out) {
+				t.Fatalf("no speech row with level, score and marks around 3 s:\n%s", out)
+			}
+		})
+	}
+}
+
+func TestTermWidth(t *testing.T) {
+	t.Setenv("COLUMNS", "")
+	if w := termWidth(&bytes.Buffer{}); w != 80 {
+		t.Fatalf("not a terminal: width %d, want 80", w)
+	}
+	f, err := os.Open(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if w := termWidth(f); w != 80 {
+		t.Fatalf("/dev/null: width %d, want 80", w)
+	}
+	t.Setenv("COLUMNS", " 132 ")
+	if w := termWidth(f); w != 132 {
+		t.Fatalf("COLUMNS=132: width %d", w)
+	}
+	t.Setenv("COLUMNS", "-5")
+	if w := termWidth(f); w != 80 {
+		t.Fatalf("COLUMNS=-5: width %d, want 80", w)
 	}
 }
 
