@@ -2,9 +2,7 @@ package vad
 
 import (
 	"math"
-	"os"
 	"sort"
-	"strconv"
 )
 
 // hpCos, hpSin are cos and sin of 2*pi*hpCutHz/decimRate (= 2*pi/32), from the exact tables.
@@ -68,7 +66,13 @@ const (
 	// hundred frames is itself noisy, and the threshold should not twitch with it.
 	spreadAlpha = 0.01
 	// maxMargin caps the noise-driven part of the threshold.
-	maxMarginX = 10.0
+	maxMargin = 10.0
+	// maxMarginClassified caps it instead while the classifier is on: the classifier,
+	// not a high energy margin, rejects fluctuating noise, so speech a few dB above
+	// machinery still reaches it (on the train part of the evaluation set, cap 10 -> 4.5
+	// raised industrial-noise recall at 5 dB SNR from 0.62 to 0.81 with the noise-only
+	// sent fractions unchanged; docs/bench-vad.md).
+	maxMarginClassified = 4.5
 	// holdMinDB: once speech has started (or while the gate is open), frames count as
 	// speech while their level stays above threshold-ReleaseDB, but never closer than
 	// this to the floor, so steady noise cannot hold the gate open.
@@ -77,13 +81,13 @@ const (
 	frameLen8k = 800
 	// onsetScoreFrames: an onset needs the classifier's mean probability over this many
 	// frames (the current one included) to reach classifier_threshold.
-	onsetScoreFramesX = 2
+	onsetScoreFrames = 2
 	// holdScoreFrames, holdScoreFactor: while speech lasts it continues only while the mean
 	// probability over this many frames stays above holdScoreFactor*classifier_threshold,
 	// so noise that follows speech cannot hold the gate open, but pauses between words do
 	// not close it.
-	holdScoreFrames  = 10
-	holdScoreFactorX = 0.5
+	holdScoreFrames = 10
+	holdScoreFactor = 0.5
 	// scoreAboveDB: frames whose level (instantaneous or mean) stands no more than this
 	// above the floor are not scored: they are below every onset and hold threshold.
 	scoreAboveDB = holdMinDB
@@ -278,7 +282,10 @@ func (d *detector) analyze(s []int16, open bool) Analysis {
 	if m := float64(d.cfg.NoiseFactor * d.spread); m > margin {
 		margin = m
 	}
-	if margin > maxMargin && maxMargin > d.cfg.ThresholdDB {
+	switch {
+	case d.cfg.ClassifierThreshold > 0:
+		margin = min(margin, max(maxMarginClassified, d.cfg.ThresholdDB))
+	case margin > maxMargin && maxMargin > d.cfg.ThresholdDB:
 		margin = maxMargin
 	}
 	thr := floor + margin
@@ -300,6 +307,7 @@ func (d *detector) analyze(s []int16, open bool) Analysis {
 		p := -1.0
 		if l > floor+scoreAboveDB || inst > floor+scoreAboveDB || !ready {
 			d.feat.spectral(d.x[:])
+			d.feat.relative()
 			p = sigmoid(d.cls.logit(&d.feat.v))
 			score, d.scored = p, true
 		}
@@ -358,22 +366,3 @@ func (d *detector) recentScore(n int) float64 {
 	}
 	return s / float64(k)
 }
-
-// EXPERIMENT (to be removed)
-var onsetScoreFrames, holdScoreFactor = func() (int, float64) {
-	o, h := onsetScoreFramesX, holdScoreFactorX
-	if v, err := strconv.Atoi(os.Getenv("VAD_EXP_ONSETN")); err == nil {
-		o = v
-	}
-	if v, err := strconv.ParseFloat(os.Getenv("VAD_EXP_HOLD"), 64); err == nil {
-		h = v
-	}
-	return o, h
-}()
-
-var maxMargin = func() float64 {
-	if v, err := strconv.ParseFloat(os.Getenv("VAD_EXP_MAXMARGIN"), 64); err == nil {
-		return v
-	}
-	return maxMarginX
-}()

@@ -14,7 +14,7 @@ import "math"
 const (
 	fftN    = 256 // 32 ms at 8 kHz, 31.25 Hz per bin
 	fftHalf = fftN / 2
-	nSub    = 3 // spectra per frame, at subOff
+	nSub    = 2 // spectra per frame, at subOff: every 50 ms
 	nBands  = 8
 	// bandFloorFrames is the history of each band's level whose bandFloorQ quantile is that
 	// band's noise floor.
@@ -47,13 +47,27 @@ const (
 	fCtxSNR   = fSyllable + 1 // nBands: band SNR averaged over the last ctxFrames frames
 	// Over the last second (histFrames frames): speech alternates voiced and unvoiced
 	// sounds and moves its formants; a motor, a hum or a hiss keeps its character.
-	fHarmMean   = fCtxSNR + 8    // mean harmonicity
-	fHarmStd    = fHarmMean + 1  // its standard deviation
-	fFluxMean   = fHarmStd + 1   // mean spectral flux
-	fShapeMove  = fFluxMean + 1  // mean |change| of the band shape against 300 ms earlier, dB
-	fSNRStd     = fShapeMove + 1 // standard deviation of the mean band SNR, dB
-	NumFeatures = fSNRStd + 1    // the classifier's input size
+	fHarmMean  = fCtxSNR + 8    // mean harmonicity
+	fHarmStd   = fHarmMean + 1  // its standard deviation
+	fFluxMean  = fHarmStd + 1   // mean spectral flux
+	fShapeMove = fFluxMean + 1  // mean |change| of the band shape against 300 ms earlier, dB
+	fSNRStd    = fShapeMove + 1 // standard deviation of the mean band SNR, dB
+	// Relative to the room: the deviation of each feature in relFeatures from its own
+	// running mean over the scored frames of the last ten seconds or so. What is
+	// ordinary here (a fan's shape, a motor's harmonics, rain's flux) reads near zero,
+	// whatever the room; speech stands out against it. (Like the cepstral mean
+	// normalisation of speech recognisers.)
+	fRel        = fSNRStd + 1
+	NumFeatures = fRel + len(relFeatures) // the classifier's input size
 )
+
+// relFeatures are the features also given relative to their running mean (fRel...).
+var relFeatures = [...]int{fShape, fShape + 1, fShape + 2, fShape + 3, fShape + 4, fShape + 5, fShape + 6, fShape + 7,
+	fFlux, fImpulse, fHarm, fModStd, fSyllable, fHarmMean, fFluxMean, fShapeMove}
+
+// relAlpha is the running means' update per scored frame (a time constant of 100 scored
+// frames, ten seconds of sound above the floor).
+const relAlpha = 0.01
 
 // histFrames is the span of the 1 s statistics; shapeLag frames back is the shape compared.
 const (
@@ -67,7 +81,7 @@ type frameStats struct {
 }
 
 // subOff are the starts of the nSub spectra within the 800-sample frame.
-var subOff = [nSub]int{0, 272, 544}
+var subOff = [nSub]int{72, 472}
 
 // bandEdge are the band limits in FFT bins (roughly third-octave pairs, 250-4000 Hz).
 var bandEdge = [nBands + 1]int{8, 11, 16, 22, 32, 45, 64, 90, 128}
@@ -134,6 +148,9 @@ type features struct {
 	ctxPos int
 	ctxN   int
 
+	relMean [len(relFeatures)]float64
+	relN    int
+
 	// per-frame values of the last histFrames frames, for the 1 s statistics
 	hist    [histFrames]frameStats
 	histPos int
@@ -164,7 +181,20 @@ func (f *features) spectrum(x []float64) {
 		f.im[j] = float64(x[2*n+1] * t.win[2*n+1])
 	}
 	re, im := &f.re, &f.im
-	for size := 2; size <= fftHalf; size *= 2 {
+	// The first two stages have twiddles 1 and -i only: additions suffice (the same
+	// results as the general butterfly, whose products by 0 and 1 are exact).
+	for a := 0; a < fftHalf; a += 4 {
+		r0, i0 := re[a]+re[a+1], im[a]+im[a+1]
+		r1, i1 := re[a]-re[a+1], im[a]-im[a+1]
+		r2, i2 := re[a+2]+re[a+3], im[a+2]+im[a+3]
+		r3, i3 := re[a+2]-re[a+3], im[a+2]-im[a+3]
+		re[a], im[a] = r0+r2, i0+i2
+		re[a+2], im[a+2] = r0-r2, i0-i2
+		// (r3 + i i3) * -i = i3 - i r3
+		re[a+1], im[a+1] = r1+i3, i1-r3
+		re[a+3], im[a+3] = r1-i3, i1+r3
+	}
+	for size := 8; size <= fftHalf; size *= 2 {
 		half, step := size/2, fftHalf/size
 		for start := 0; start < fftHalf; start += size {
 			for k := 0; k < half; k++ {
@@ -226,7 +256,7 @@ func (f *features) harmonicity() float64 {
 }
 
 // spectral fills the spectral features of f.v for one frame from its 800 band-passed
-// samples at 8 kHz (scaled to full scale 1). It is the expensive part (three FFTs), so
+// samples at 8 kHz (scaled to full scale 1). It is the expensive part (two FFTs), so
 // the detector calls it only for frames the classifier may be asked about (frames above
 // the floor, or while speech lasts); the band floors and the 1 s statistics are therefore
 // statistics of those frames.
@@ -235,7 +265,7 @@ func (f *features) spectral(x []float64) {
 	var harm float64
 	for j := 0; j < nSub; j++ {
 		f.spectrum(x[subOff[j] : subOff[j]+fftN])
-		if j == nSub/2 { // the middle spectrum only: it costs as much as an FFT
+		if j == 0 { // one spectrum only: it costs as much as an FFT
 			harm = f.harmonicity()
 		}
 		for b := 0; b < nBands; b++ {
@@ -270,7 +300,11 @@ func (f *features) spectral(x []float64) {
 	}
 	var mean float64
 	for b := 0; b < nBands; b++ {
-		lvl[b] = dbDet((band[0][b] + band[1][b] + band[2][b]) * (1.0 / (3 * fftN * fftN)))
+		var p float64
+		for j := 0; j < nSub; j++ {
+			p += band[j][b]
+		}
+		lvl[b] = dbDet(p * (1.0 / (nSub * fftN * fftN)))
 		mean += lvl[b]
 	}
 	mean /= nBands
@@ -398,4 +432,18 @@ func (f *features) secondStats() {
 		}
 		v[fShapeMove] = d / nBands
 	}
+}
+
+// relative fills the deviations from the running means, then updates the means. Called
+// once per scored frame, after spectral and temporal.
+func (f *features) relative() {
+	v := &f.v
+	for i, j := range relFeatures {
+		if f.relN == 0 {
+			f.relMean[i] = v[j]
+		}
+		v[fRel+i] = v[j] - f.relMean[i]
+		f.relMean[i] += float64(relAlpha * (v[j] - f.relMean[i]))
+	}
+	f.relN++
 }

@@ -17,6 +17,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"sort"
 	"strconv"
 	"strings"
@@ -59,8 +60,20 @@ func run(args []string, stdout io.Writer) error {
 	fs.IntVar(&tc.epochs, "epochs", tc.epochs, "with -train: passes over the training frames")
 	fs.StringVar(&tc.exclude, "exclude", "", "with -train: leave this noise type out of the weights written")
 	fs.Uint64Var(&tc.seed, "seed", tc.seed, "with -train: random seed (initial weights, batch order)")
+	profile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *profile != "" {
+		f, err := os.Create(*profile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	if len(sets) == 0 && *trainDir == "" {
 		return errors.New("need at least one -set DIR")
