@@ -301,9 +301,9 @@ func (d *detector) analyze(s []int16, open bool) Analysis {
 	// than the energy detector alone. Which frames are scored depends only on the audio,
 	// never on the classifier's own verdicts, so training sees the features run time sees.
 	score := -1.0
-	d.feat.temporal(&d.sub, l-floor)
 	d.scored = false
 	if d.cfg.ClassifierThreshold > 0 {
+		d.feat.temporal(&d.sub, l-floor)
 		p := -1.0
 		if l > floor+scoreAboveDB || inst > floor+scoreAboveDB || !ready {
 			d.feat.spectral(d.x[:])
