@@ -114,6 +114,10 @@ type transcriber struct {
 	lastWordEnd   float64
 	ueArmed       bool
 	meta          resultsMeta
+
+	q              Quiet        // the service's quiet side (quiet.go)
+	late           []resultsMsg // LateFinalize: answers held back
+	emptyEveryWins int          // EmptyFinalEvery in windows; 0 = off
 }
 
 func (t *transcriber) ms(ms int) int {
@@ -137,6 +141,10 @@ func newTranscriber(o *Options, rate int, cfg *Config, next func() (string, bool
 		t.epWins = t.gapWins
 	}
 	t.interimWins = t.ms(int(cfg.InterimInterval.Milliseconds()))
+	t.q = cfg.Quiet
+	if cfg.Quiet.EmptyFinalEvery > 0 {
+		t.emptyEveryWins = t.ms(int(cfg.Quiet.EmptyFinalEvery.Milliseconds()))
+	}
 	return t
 }
 
@@ -181,6 +189,8 @@ func (t *transcriber) step(i int) {
 		} else if i-t.lastSpeech >= t.epWins {
 			t.final(end, true, false)
 		}
+	} else if t.emptyFinalDue(end) {
+		t.final(end, false, false)
 	}
 	if t.o.UtteranceEndMs > 0 && t.o.InterimResults && t.ueArmed && t.cur == nil && len(t.pending) == 0 &&
 		t.an.time(end)-t.lastWordEnd >= float64(t.o.UtteranceEndMs)/1000 {
@@ -312,6 +322,9 @@ func (t *transcriber) pendingWords() []word {
 func (t *transcriber) final(end int, speechFinal, fromFinalize bool) {
 	ws := t.pendingWords()
 	t.pending = nil
+	if t.quietFinal(ws) {
+		return // covered by the next final with words
+	}
 	t.emit(t.results(end, ws, true, speechFinal, fromFinalize))
 	t.finalWin = end
 	t.lastResultWin = end
@@ -323,6 +336,10 @@ func (t *transcriber) final(end int, speechFinal, fromFinalize bool) {
 
 func (t *transcriber) interim(end int) {
 	ws := append(t.pendingWords(), t.partial()...)
+	if t.q.NoWordlessResults && len(ws) == 0 {
+		t.lastResultWin = end
+		return
+	}
 	t.emit(t.results(end, ws, false, false, false))
 	t.lastResultWin = end
 }
@@ -331,6 +348,9 @@ func (t *transcriber) interim(end int) {
 // closed where it stands and everything since the previous final is sent as a final. With no
 // audio since the previous final nothing is sent, as the service may do.
 func (t *transcriber) finalize(fromFinalize, end bool) {
+	if t.emit != nil {
+		t.sendLate() // answers held back go out before anything about this request
+	}
 	if end {
 		if i := len(t.an.speech); t.an.flush() > 0 {
 			t.step(i)
@@ -348,7 +368,13 @@ func (t *transcriber) finalize(fromFinalize, end bool) {
 		t.pending = nil
 		return
 	}
+	if fromFinalize && t.finalizeQuietly(last) {
+		return
+	}
 	sf := len(t.pending) > 0 && t.rawEpWins >= 0 && last-1-t.lastSpeech >= t.rawEpWins
+	if fromFinalize && t.q.FinalizeNotSpeechFinal {
+		sf = false
+	}
 	t.final(last, sf, fromFinalize)
 }
 

@@ -265,7 +265,7 @@ func (ss *session) send(v any) {
 	if ss.closeSent || ss.dropped {
 		return
 	}
-	ss.enqueueLocked(outMsg{due: time.Now().Add(ss.srv.cfg.ResultsDelay), v: v, b: b})
+	ss.enqueueLocked(outMsg{due: time.Now().Add(ss.srv.cfg.ResultsDelay + ss.srv.cfg.Quiet.jitter()), v: v, b: b})
 }
 
 // writeLoop writes queued frames in order, each at its due time, and ends after the close

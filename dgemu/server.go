@@ -63,6 +63,10 @@ type Config struct {
 	// by this much wall-clock time, in order: the service answers with latency, and a
 	// client that closes right after CloseStream loses the last results.
 	ResultsDelay time.Duration
+	// Quiet switches on the service's quiet and late behaviours (quiet.go): no results
+	// for wordless audio, unanswered or late Finalize answers, periodic empty finals,
+	// jitter on every result.
+	Quiet Quiet
 	// MaxStreams, if > 0, refuses a live handshake with 429 TOO_MANY_REQUESTS while this
 	// many sessions are open (the service's concurrency limit: 50 on pay-as-you-go).
 	MaxStreams int

@@ -59,6 +59,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	interim := fs.Duration("interim-interval", time.Second, "audio between interim results")
 	delay := fs.Duration("results-delay", 0, "delay every live server frame by this much (service latency)")
 	maxStreams := fs.Int("max-streams", 50, "concurrent live streams before handshakes get 429; 0 = unlimited")
+	quiet := quietFlags(fs)
 	strict := fs.Bool("strict-query", false, "refuse unknown query parameters with 400 (default: ignore them)")
 	needLen := fs.Bool("require-content-length", false, "refuse pre-recorded uploads without Content-Length (chunked) with 411")
 	deny := fs.String("deny-models", "", "comma-separated models refused with 403")
@@ -119,6 +120,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if *deny != "" {
 		cfg.DeniedModels = strings.Split(*deny, ",")
 	}
+	q, err := quiet()
+	if err != nil {
+		return err
+	}
+	cfg.Quiet = q
 	srv, err := dgemu.Listen(cfg)
 	if err != nil {
 		return err
