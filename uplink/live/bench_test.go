@@ -1,10 +1,13 @@
 package live
 
 import (
+	"context"
+	"runtime"
 	"slices"
 	"testing"
 	"time"
 
+	"github.com/hark-audio/hark/audio"
 	"github.com/hark-audio/hark/dgemu"
 )
 
@@ -41,4 +44,32 @@ func BenchmarkSegmentEndToUtterance(b *testing.B) {
 	b.ReportMetric(q(0.5), "p50-ms")
 	b.ReportMetric(q(0.95), "p95-ms")
 	b.ReportMetric(q(1), "max-ms")
+}
+
+// BenchmarkFrameToSocket is the cost of one frame on the uplink's path, from Frame to the
+// socket write (a sink that discards), including the writer goroutine's wake-ups: frames
+// are pushed back to back and the benchmark ends when the sink has read them all.
+func BenchmarkFrameToSocket(b *testing.B) {
+	target, frames := sink(b)
+	u := New(Config{URL: target, APIKey: testKey, Options: url0(), PingInterval: time.Hour, KeepAlive: 5 * time.Second,
+		MaxSegment: time.Hour, MaxBacklog: time.Hour, Logger: testLogger(b)}, Handler{})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- u.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	f := audio.Frame{Time: time.Now(), Samples: make([]int16, audio.FrameSamples)}
+	u.SegmentStart(f.Time)
+	u.Frame(f) // connect
+	for frames.Load() < 1 {
+		runtime.Gosched()
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		f.Seq++
+		u.Frame(f)
+	}
+	for frames.Load() < int64(b.N+1) {
+		runtime.Gosched()
+	}
 }

@@ -11,7 +11,7 @@ import (
 	"github.com/hark-audio/hark/config"
 )
 
-// Config is what the agent gives an Uplink. Zero durations take the defaults below.
+// Config is what the agent gives an Uplink. Zero values take the defaults below.
 type Config struct {
 	// URL is the live endpoint, e.g. wss://api.deepgram.com/v1/listen. Options are added to
 	// its query.
@@ -25,26 +25,43 @@ type Config struct {
 	// KeepAlive is the longest the writer stays silent on an open stream (default 4 s,
 	// capped at 5 s: the service closes after about 10 s of nothing).
 	KeepAlive time.Duration
+	// PingInterval is the period of websocket pings (default 2 s, at most KeepAlive's
+	// period is used for both). PongWait without a pong or a message means the connection
+	// is dead or half-open (default 3 ping periods). This, and the write deadline, is the
+	// only liveness check: a service that sends nothing for silence is healthy.
+	PingInterval, PongWait time.Duration
+	// WriteTimeout is the write deadline of each message (default 5 s).
+	WriteTimeout time.Duration
 	// IdleClose closes the stream gracefully after this much time without speech
 	// (0: keep it open with KeepAlives). It reopens at the next onset.
 	IdleClose time.Duration
 	// ConnectTimeout bounds the websocket handshake (default 10 s).
 	ConnectTimeout time.Duration
-	// ResultTimeout: audio sent and nothing at all received for this long means the
-	// connection is dead (default 15 s).
-	ResultTimeout time.Duration
-	// FinalizeTimeout is how long to wait for the answer to the Finalize sent at a segment's
-	// end before publishing the finals received so far (default 2 s).
-	FinalizeTimeout time.Duration
-	// CloseTimeout bounds a graceful end: CloseStream until Metadata and the close frame
+	// CloseTimeout bounds a planned close: CloseStream until Metadata and the close frame
 	// (default 5 s).
 	CloseTimeout time.Duration
-	// WriteTimeout is the write deadline of each message (default 5 s).
-	WriteTimeout time.Duration
-	// PingInterval is the period of websocket pings, which detect a half-open TCP
-	// connection (default: KeepAlive). A read deadline of 3 periods is extended by every
-	// pong and every message.
-	PingInterval time.Duration
+
+	// FinalizeGrace: a segment whose Finalize got no answer is complete after this long on
+	// a connection that proved alive after the Finalize (default 1.5 s). It counts from
+	// when the service can have heard the Finalize (behind a replayed backlog, at 1.25x
+	// real time) and grows to twice the slowest Finalize answer seen on the connection,
+	// up to FinalizeGraceMax (default 10 s).
+	FinalizeGrace, FinalizeGraceMax time.Duration
+	// MaxWait is how long a segment waits for a connection (at its start, or after its
+	// connection was lost) before it goes to the spool whole (default 5 s). A segment
+	// is not kept waiting when the next attempt is known to come later than that.
+	MaxWait time.Duration
+	// MaxBacklog bounds the audio sent to a new connection at once, a replay included
+	// (default 10 s): the service takes audio at about 1.25x real time, so a longer
+	// backlog is quicker and safer through the pre-recorded endpoint (the spool).
+	MaxBacklog time.Duration
+	// MaxReplays is how many times a segment may be sent again after losing its
+	// connection (default 2).
+	MaxReplays int
+	// MaxSegment splits a segment longer than this, as the gate's max_segment_ms does
+	// (default 2 min): it bounds the memory held for one segment and the size of a
+	// spooled one.
+	MaxSegment time.Duration
 
 	// BackoffMin and BackoffMax bound the exponential, jittered reconnect delay after
 	// transient failures (defaults 500 ms and 30 s).
@@ -57,24 +74,12 @@ type Config struct {
 	// StableAfter resets the backoff once a connection stayed up this long (default 30 s);
 	// the first final result resets it too.
 	StableAfter time.Duration
-	// MaxBacklog bounds the audio queued while a connection is being opened (pre-roll plus
-	// connection time; default 10 s). Beyond it, or when the next attempt is further away
-	// than that, a segment is not streamed: it goes to Unconfirmed (the spool) when it ends.
-	MaxBacklog time.Duration
-	// MaxUnconfirmed splits a segment that cannot be streamed into Unconfirmed pieces of at
-	// most this length (default 2 min), so memory stays bounded.
-	MaxUnconfirmed time.Duration
-	// WriteQueue is the writer's queue length in messages (default 100, 10 s of audio). A
-	// full queue means the service stopped reading: the connection is treated as dead.
-	WriteQueue int
-	// InputQueue bounds the frames waiting for the uplink's goroutine (default 600, 60 s).
-	// When full, frames are dropped and counted (unless Blocking); segment starts and ends
-	// are never dropped.
-	InputQueue int
-	// Blocking makes Frame wait for room in a full input queue instead of dropping the
-	// frame. For inputs that are not real time (a file read as fast as possible), where the
-	// caller can wait and dropping would lose speech; never for a microphone.
-	Blocking bool
+	// Blocking makes Frame wait while more than BlockAfter of audio is not yet written to
+	// an open or opening connection, instead of letting it pile up. For inputs that are
+	// not real time (a file read as fast as possible), where the caller can wait; never
+	// for a microphone, whose Frame never blocks.
+	Blocking   bool
+	BlockAfter time.Duration
 
 	// Interim delivers interim results to Handler.Interim (the stream must be opened with
 	// interim_results=true for any to arrive).
@@ -90,32 +95,35 @@ func (c Config) withDefaults() Config {
 		}
 	}
 	def(&c.KeepAlive, 4*time.Second)
-	if c.KeepAlive > 5*time.Second {
-		c.KeepAlive = 5 * time.Second
-	}
-	def(&c.ConnectTimeout, 10*time.Second)
-	def(&c.ResultTimeout, 15*time.Second)
-	def(&c.FinalizeTimeout, 2*time.Second)
-	def(&c.CloseTimeout, 5*time.Second)
+	c.KeepAlive = min(c.KeepAlive, 5*time.Second)
+	def(&c.PingInterval, 2*time.Second)
+	def(&c.PongWait, 3*min(c.PingInterval, c.KeepAlive))
 	def(&c.WriteTimeout, 5*time.Second)
-	def(&c.PingInterval, c.KeepAlive)
+	def(&c.ConnectTimeout, 10*time.Second)
+	def(&c.CloseTimeout, 5*time.Second)
+	def(&c.FinalizeGrace, 1500*time.Millisecond)
+	def(&c.FinalizeGraceMax, 10*time.Second)
+	def(&c.MaxWait, 5*time.Second)
+	def(&c.MaxBacklog, 10*time.Second)
+	if c.MaxReplays <= 0 {
+		c.MaxReplays = 2
+	}
+	def(&c.MaxSegment, 2*time.Minute)
 	def(&c.BackoffMin, 500*time.Millisecond)
 	def(&c.BackoffMax, 30*time.Second)
 	def(&c.RefusedRetry, 2*time.Minute)
 	def(&c.RetryAfterMax, 60*time.Second)
 	def(&c.StableAfter, 30*time.Second)
-	def(&c.MaxBacklog, 10*time.Second)
-	def(&c.MaxUnconfirmed, 2*time.Minute)
-	if c.WriteQueue <= 0 {
-		c.WriteQueue = 100
-	}
-	if c.InputQueue <= 0 {
-		c.InputQueue = 600
-	}
+	def(&c.BlockAfter, 2*time.Second)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	return c
+}
+
+func (c Config) ledger() ledgerConfig {
+	return ledgerConfig{MaxBacklog: c.MaxBacklog, MaxWait: c.MaxWait, MaxReplays: c.MaxReplays,
+		Grace: c.FinalizeGrace, GraceMax: c.FinalizeGraceMax, MaxSegment: c.MaxSegment}
 }
 
 // rawAudio are the parameters every stream carries: hark always sends headerless linear16,

@@ -2,9 +2,9 @@ package live
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
-	"github.com/hark-audio/hark/internal/backoff"
 	"io"
 	"net/http"
 	"strings"
@@ -13,7 +13,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
-	"github.com/hark-audio/hark/audio"
+	"github.com/hark-audio/hark/internal/backoff"
 	"github.com/hark-audio/hark/uplink"
 )
 
@@ -59,7 +59,8 @@ func dial(ctx context.Context, cfg *Config, target string) dialResult {
 	d := websocket.Dialer{
 		Proxy:            http.ProxyFromEnvironment,
 		HandshakeTimeout: cfg.ConnectTimeout,
-		WriteBufferSize:  audio.FrameBytes + 64,
+		// gorilla only reads (frameWriter writes): its write buffer is never used.
+		WriteBufferSize: 256,
 	}
 	ctx, cancel := context.WithTimeout(ctx, cfg.ConnectTimeout)
 	defer cancel()
@@ -106,56 +107,57 @@ func sanitize(s, key string) string {
 	return s
 }
 
-type outKind uint8
-
-const (
-	outAudio outKind = iota
-	outFinalize
-	outCloseStream
-)
-
-type outMsg struct {
-	kind  outKind
-	frame audio.Frame
-}
-
 var (
 	jsonKeepAlive   = []byte(`{"type":"KeepAlive"}`)
 	jsonFinalize    = []byte(`{"type":"Finalize"}`)
 	jsonCloseStream = []byte(`{"type":"CloseStream"}`)
 )
 
-// connEvent is what a connection's goroutines tell the uplink's goroutine: one parsed
-// message, or the error that ended the goroutine.
+// connEvent is what a connection's goroutines tell the uplink's goroutine: a parsed
+// message, a sign of life (pong), or the error that ended the goroutine.
 type connEvent struct {
 	c        *conn
 	msg      serverMsg
 	parseErr error
 	raw      []byte // the frame, kept only when it could not be parsed (for the log)
+	pong     bool
 	err      error
 	writer   bool // err came from the writer
 }
 
-// conn owns one websocket: exactly one writer goroutine and one reader goroutine. The
-// uplink's goroutine talks to the writer only through the bounded out queue and hears from
-// both through events; stale events (from a connection already replaced) carry their conn
-// so they can be ignored.
-type conn struct {
-	ws     *websocket.Conn
-	out    chan outMsg
-	stop   chan struct{}
-	wg     sync.WaitGroup
-	events chan<- connEvent
-	st     *counters
-
-	keepAlive, ping, writeTimeout, readWait time.Duration
+// ctlMsg is a control frame the writer must send for the reader (a pong) or for shutdown
+// (the close frame).
+type ctlMsg struct {
+	op      byte
+	payload []byte
 }
 
-func startConn(ws *websocket.Conn, cfg *Config, events chan<- connEvent, st *counters) *conn {
+// conn owns one websocket: exactly one writer goroutine and one reader goroutine
+// (gorilla's writePump/readPump shape). The writer pulls what to send from the ledger
+// under the uplink's lock, so a frame goes from the gate's goroutine to the socket through
+// no queue and no other goroutine; it is woken by wake. Events carry their conn, so the
+// uplink ignores whatever a replaced connection still says.
+type conn struct {
+	u      *Uplink
+	epoch  uint64
+	ws     *websocket.Conn
+	fw     *frameWriter
+	reqID  string
+	opened time.Time
+
+	wake       chan struct{} // cap 1: something may be ready to send
+	ctl        chan ctlMsg   // pongs to send, the close frame
+	stop       chan struct{}
+	stopOnce   sync.Once
+	writerDone chan struct{}
+	wg         sync.WaitGroup
+}
+
+func startConn(u *Uplink, ws *websocket.Conn, epoch uint64, reqID string, now time.Time) *conn {
 	c := &conn{
-		ws: ws, out: make(chan outMsg, cfg.WriteQueue), stop: make(chan struct{}), events: events, st: st,
-		keepAlive: cfg.KeepAlive, ping: cfg.PingInterval, writeTimeout: cfg.WriteTimeout,
-		readWait: 3 * cfg.PingInterval,
+		u: u, epoch: epoch, ws: ws, fw: newFrameWriter(ws.NetConn()), reqID: reqID, opened: now,
+		wake: make(chan struct{}, 1), ctl: make(chan ctlMsg, 4), stop: make(chan struct{}),
+		writerDone: make(chan struct{}),
 	}
 	c.wg.Add(2)
 	go c.writeLoop()
@@ -163,86 +165,115 @@ func startConn(ws *websocket.Conn, cfg *Config, events chan<- connEvent, st *cou
 	return c
 }
 
-// send queues a message for the writer without blocking; false means the queue is full
-// (the service stopped reading).
-func (c *conn) send(m outMsg) bool {
+// ping asks the writer for a ping now; it never blocks.
+func (c *conn) ping() {
 	select {
-	case c.out <- m:
-		return true
+	case c.ctl <- ctlMsg{op: opPing}:
 	default:
-		return false
 	}
 }
 
-// shutdown stops both goroutines and closes the socket, then waits for them.
-func (c *conn) shutdown() {
-	close(c.stop)
+// notify wakes the writer; it never blocks.
+func (c *conn) notify() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// shutdown stops both goroutines, closes the socket and waits for them. graceful first
+// lets the writer send a close frame (bounded by the write timeout): the peer answered
+// our CloseStream, or closed first. For a dead peer the socket is just closed.
+//
+// It runs on the uplink's goroutine, which also receives events: while waiting it drains
+// them (they can only come from c, the one connection there is), so a goroutine blocked
+// reporting cannot hold the shutdown up.
+func (c *conn) shutdown(graceful bool, events <-chan connEvent) {
+	if graceful {
+		select {
+		case c.ctl <- ctlMsg{op: opClose, payload: closePayload(websocket.CloseNormalClosure)}:
+			t := time.NewTimer(c.u.cfg.WriteTimeout)
+		wait:
+			for {
+				select {
+				case <-c.writerDone:
+					break wait
+				case <-events:
+				case <-t.C:
+					break wait
+				}
+			}
+			t.Stop()
+		default:
+		}
+	}
+	c.stopOnce.Do(func() { close(c.stop) })
 	c.ws.Close()
 	c.wg.Wait()
+}
+
+func closePayload(code int) []byte {
+	b := make([]byte, 2)
+	binary.BigEndian.PutUint16(b, uint16(code))
+	return b
 }
 
 func (c *conn) report(ev connEvent) {
 	ev.c = c
 	select {
-	case c.events <- ev:
+	case c.u.events <- ev:
 	case <-c.stop:
 	}
 }
 
+// writeLoop sends what the ledger hands it, then waits. One timer serves pings and
+// KeepAlives: it fires every ping period, sends a ping (liveness), and a KeepAlive when
+// no data message would otherwise have gone out within KeepAlive. During silence that is
+// the only wake-up; nothing on the audio path can starve it.
 func (c *conn) writeLoop() {
 	defer c.wg.Done()
-	buf := make([]byte, 0, audio.FrameBytes)
-	// The KeepAlive timer lives here, in the only goroutine that writes: nothing on the
-	// audio path can starve it, and any message sent resets it.
-	ka := time.NewTimer(c.keepAlive)
-	defer ka.Stop()
-	ping := time.NewTicker(c.ping)
-	defer ping.Stop()
-	ended := false // CloseStream sent: nothing but control frames after it
-	write := func(mt int, b []byte) error {
-		if err := c.ws.SetWriteDeadline(time.Now().Add(c.writeTimeout)); err != nil {
-			return err
-		}
-		return c.ws.WriteMessage(mt, b)
-	}
+	defer close(c.writerDone)
+	cfg := &c.u.cfg
+	period := min(cfg.PingInterval, cfg.KeepAlive)
+	t := time.NewTimer(period)
+	defer t.Stop()
+	lastData := time.Now()
+	ended := false // CloseStream sent: only control frames after it
 	for {
+		for {
+			now := time.Now()
+			it := c.u.take(c.epoch, now)
+			if it.kind == itemNone {
+				break
+			}
+			if err := c.send(it, now); err != nil {
+				c.report(connEvent{err: err, writer: true})
+				return
+			}
+			lastData = now
+			if it.kind == itemCloseStream {
+				ended = true
+			}
+		}
 		var err error
 		select {
 		case <-c.stop:
 			return
-		case m := <-c.out:
-			if ended {
-				continue
+		case <-c.wake:
+			continue
+		case m := <-c.ctl:
+			err = c.fw.message(m.op, m.payload, time.Now().Add(cfg.WriteTimeout))
+			if m.op == opClose {
+				return
 			}
-			switch m.kind {
-			case outAudio:
-				buf = audio.AppendPCM(buf[:0], m.frame.Samples)
-				if len(buf) == 0 {
-					// An empty binary frame would end the stream: never send one.
-					c.st.emptySkipped.Add(1)
-					continue
-				}
-				err = write(websocket.BinaryMessage, buf)
-				if err == nil {
-					c.st.framesSent.Add(1)
-					c.st.samplesSent.Add(int64(len(m.frame.Samples)))
-				}
-			case outFinalize:
-				c.st.finalizes.Add(1)
-				err = write(websocket.TextMessage, jsonFinalize)
-			case outCloseStream:
-				err = write(websocket.TextMessage, jsonCloseStream)
-				ended = true
+		case now := <-t.C:
+			err = c.fw.message(opPing, nil, now.Add(cfg.WriteTimeout))
+			if err == nil && !ended && now.Sub(lastData)+period > cfg.KeepAlive {
+				c.u.st.keepAlives.Add(1)
+				err = c.fw.message(opText, jsonKeepAlive, now.Add(cfg.WriteTimeout))
+				lastData = now
 			}
-			ka.Reset(c.keepAlive)
-		case <-ka.C:
-			if !ended {
-				c.st.keepAlives.Add(1)
-				err = write(websocket.TextMessage, jsonKeepAlive)
-			}
-			ka.Reset(c.keepAlive)
-		case <-ping.C:
-			err = c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(c.writeTimeout))
+			t.Reset(period)
 		}
 		if err != nil {
 			c.report(connEvent{err: err, writer: true})
@@ -251,14 +282,52 @@ func (c *conn) writeLoop() {
 	}
 }
 
+func (c *conn) send(it sendItem, now time.Time) error {
+	dl := now.Add(c.u.cfg.WriteTimeout)
+	switch it.kind {
+	case itemAudio:
+		if err := c.fw.audio(it.frame.Samples, dl); err != nil {
+			return err
+		}
+		c.u.st.framesSent.Add(1)
+		c.u.st.samplesSent.Add(int64(len(it.frame.Samples)))
+		return nil
+	case itemFinalize:
+		c.u.st.finalizes.Add(1)
+		return c.fw.message(opText, jsonFinalize, dl)
+	case itemCloseStream:
+		return c.fw.message(opText, jsonCloseStream, dl)
+	}
+	return nil
+}
+
+// readLoop reads until the connection ends. Its read deadline, extended by every message
+// and every pong, is what finds a dead or half-open connection: a quiet service still
+// answers pings.
 func (c *conn) readLoop() {
 	defer c.wg.Done()
-	c.ws.SetReadLimit(1 << 20)
-	extend := func() error { return c.ws.SetReadDeadline(time.Now().Add(c.readWait)) }
+	ws := c.ws
+	ws.SetReadLimit(1 << 20)
+	wait := c.u.cfg.PongWait
+	extend := func() { _ = ws.SetReadDeadline(time.Now().Add(wait)) }
 	extend()
-	c.ws.SetPongHandler(func(string) error { return extend() })
+	ws.SetPongHandler(func(string) error {
+		extend()
+		c.report(connEvent{pong: true})
+		return nil
+	})
+	// gorilla's own handlers would write from this goroutine: the writer answers instead.
+	ws.SetPingHandler(func(p string) error {
+		extend()
+		select {
+		case c.ctl <- ctlMsg{op: opPong, payload: []byte(p)}:
+		default:
+		}
+		return nil
+	})
+	ws.SetCloseHandler(func(int, string) error { return nil })
 	for {
-		mt, b, err := c.ws.ReadMessage()
+		mt, b, err := ws.ReadMessage()
 		if err != nil {
 			c.report(connEvent{err: err})
 			return

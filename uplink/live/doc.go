@@ -1,13 +1,14 @@
-// Package live streams hark's speech segments to Deepgram's live endpoint
-// (wss://…/v1/listen) and turns the answers into final utterances with capture wall-clock
-// times. It is the heart of the product: no word may be lost and none published twice.
+// Package live streams hark's speech segments to Deepgram's live endpoint (wss://…/v1/listen)
+// and publishes each segment's transcript once, whole, with capture wall-clock times; a
+// segment the live stream cannot carry goes to the spool whole. No word may be lost,
+// repeated, or split across two transcripts.
 //
 // # Wiring (the agent)
 //
 //	u := live.New(live.Config{
 //		URL: cfg.Deepgram.URL, APIKey: key, // key from config.Secret; never logged
 //		Options:   live.Query(cfg.Deepgram), // raw linear16/16 kHz/mono always added
-//		KeepAlive: ..., IdleClose: ..., ConnectTimeout: ..., ResultTimeout: ...,
+//		KeepAlive: ..., IdleClose: ..., ConnectTimeout: ...,
 //		Interim:   cfg.Deepgram.InterimResults,
 //		Logger:    log.With("component", "live"),
 //	}, live.Handler{Utterance: ..., Interim: ..., Unconfirmed: ..., Event: ..., State: ...})
@@ -16,45 +17,50 @@
 //	u.SetOptions(live.Query(newCfg.Deepgram))     // applies from the next stream
 //	u.Close(ctx)               // graceful stop; returns after Run has returned
 //
-// Handler callbacks run on Run's goroutine, one at a time; they must not block.
+// # Three parts
 //
-// # Goroutines
+// The ledger (ledger.go) is all the bookkeeping, with no goroutines and time passed in:
+// segments and their frames, which connection carries which segment, the stream clock of
+// each connection and its map back to capture time, what the finals confirmed, and the one
+// outcome of every segment (published live from one connection, or spooled whole). Its
+// rules are listed and justified at the top of ledger.go and specified by table tests and
+// a property/fuzz test (ledger_test.go, ledger_fuzz_test.go).
 //
-// Run's goroutine owns all state: segments, the backlog, the stream clock and the
-// transcript assembly. Each connection has exactly one writer goroutine (audio, KeepAlive
-// from its own timer, Finalize, CloseStream, pings; a write deadline per message) and one
-// reader goroutine (read deadline extended by pongs and messages). Run talks to the writer
-// through a bounded queue (full = the service stopped reading = the connection is dead)
-// and waits for both goroutines before a new connection starts. Dialling happens in a
-// short-lived goroutine whose result Run receives.
+// The supervisor (uplink.go) holds one explicit phase — idle, connecting, connected,
+// closing, backoff (or refused), stopped — and step derives its one timer from it (the
+// retry time, the idle close, the close deadline) and from the ledger's deadlines (a
+// Finalize's grace, a segment's wait for a connection). Its goroutine, Run, dials, takes
+// the connections' events, and calls the Handler, never with a lock held.
 //
-// # Streams
+// Each connection (conn.go) has exactly one writer goroutine and one reader goroutine. The
+// writer pulls what to send from the ledger (frames in order, a Finalize after each
+// segment, CloseStream after everything on a planned close) and frames it itself
+// (frame.go); it also sends pings and KeepAlives from one timer, the only wake-up during
+// silence. The reader parses messages and reports them with their connection, so whatever
+// a replaced connection still says is ignored; Run waits for both goroutines before the
+// next connection.
 //
-// A stream is opened lazily at speech onset; frames queue (bounded by MaxBacklog) while
-// it connects, so the gate's pre-roll covers the connection time. After IdleClose without
-// speech the stream is closed gracefully (CloseStream, drain until Metadata and the close
-// frame) and reopened at the next onset. Failures back off exponentially with jitter; the
-// backoff resets once results flow or the stream stayed up StableAfter. Refusals 400-403
-// (and other 4xx) are configuration or account problems: state "refused" with the dg-error
-// text, retried after RefusedRetry (minutes); 429 honours Retry-After, capped; 5xx and
-// network errors are transient.
+// # The path of a frame
 //
-// # Time and assembly
+// Frame (on the agent's audio goroutine) appends the frame to its segment in the ledger
+// under a mutex and wakes the writer; the writer takes it, encodes and masks the samples in
+// one pass into its buffer and writes them: two goroutines, no queue (the ledger keeps the
+// segment's frames anyway, for a replay or the spool), one copy, no allocation
+// (TestFrameToSocketAllocs).
 //
-// Deepgram's times are seconds of audio received on one connection; gated silence is not
-// sent and a new connection restarts at 0. Every frame sent is noted against the stream
-// clock (a checkpoint at each segment start and wherever capture time drifts), and every
-// returned time, each word's individually, is mapped back to capture wall-clock time.
-// Finals are joined into an utterance published on speech_final, on UtteranceEnd, or when
-// the Finalize sent at a segment's end is answered (from_finalize) or FinalizeTimeout
-// passes.
+// # Liveness
 //
-// # Nothing lost, nothing twice
+// Only the transport says a connection is dead: no pong or message within PongWait
+// (pings every PingInterval), or a write that misses its deadline. A service that says
+// nothing about silence or leaves a Finalize unanswered is healthy. A planned close (idle,
+// stop) sends CloseStream behind all queued audio and reads until Metadata and the close
+// frame (bounded by CloseTimeout); only a dead peer's socket is closed abruptly.
 //
-// The audio of every segment sent on a stream is kept until finals cover it (a final's
-// start+duration, an answered Finalize, or Metadata after CloseStream). When a stream dies,
-// the finals already received are published first, then exactly the audio they do not cover
-// goes to Handler.Unconfirmed (one Segment per contiguous run), for the spool to transcribe.
-// A segment that cannot be streamed (refused, a long backoff, connecting too slowly, stopping)
-// goes to Unconfirmed whole.
+// # Refusals and retries
+//
+// Failures back off exponentially with jitter (internal/backoff); the backoff resets once
+// results flow or a connection stayed up StableAfter. Refusals 400-403 (and other 4xx) are
+// configuration or account problems: state "refused" with the dg-error text, retried after
+// RefusedRetry (minutes), and speech goes to the spool meanwhile; 429 honours Retry-After,
+// capped; 5xx and network errors are transient.
 package live

@@ -221,8 +221,9 @@ func baseConfig(t testing.TB, srv *dgemu.Server) Config {
 	q := url0()
 	return Config{
 		URL: srv.URL(), APIKey: testKey, Options: q,
-		KeepAlive: time.Second, ConnectTimeout: 3 * time.Second, ResultTimeout: 5 * time.Second,
-		FinalizeTimeout: time.Second, BackoffMin: 100 * time.Millisecond, BackoffMax: time.Second,
+		// Liveness needs a pong within PongWait: generous on a loaded test machine.
+		KeepAlive: time.Second, PingInterval: time.Second, PongWait: 10 * time.Second,
+		ConnectTimeout: 3 * time.Second, BackoffMin: 100 * time.Millisecond, BackoffMax: time.Second,
 		Logger: testLogger(t),
 	}
 }

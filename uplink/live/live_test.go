@@ -13,8 +13,8 @@ import (
 
 var fixture = []string{"Hello there.", "How are you today?", "The quick brown fox jumps.", "Goodbye for now."}
 
-// Three segments separated by long gated silences (not sent): the utterances come out in
-// order with the fixture's text, and their times map back to the capture clock although
+// Three segments separated by long gated silences (not sent): one utterance per segment,
+// in order, with the fixture's text, and times mapped back to the capture clock although
 // the stream clock jumped over the silences.
 func TestNormalRunAndTimeMapping(t *testing.T) {
 	h := newHarness(t, dgemu.Config{Utterances: fixture}, nil)
@@ -73,7 +73,8 @@ func TestNormalRunAndTimeMapping(t *testing.T) {
 		t.Errorf("close: %+v", summarize([]dgemu.SessionInfo{si}))
 	}
 	st := h.u.Stats()
-	if st.Utterances != 3 || st.Connects != 1 || st.FramesSent != int64(ss[0].AudioMessages) || len(st.Reconnects) != 0 {
+	if st.Utterances != 3 || st.Segments != 3 || st.Connects != 1 || st.FramesSent != int64(ss[0].AudioMessages) ||
+		len(st.Reconnects) != 0 || st.Replays != 0 || st.UnconfirmedSegments != 0 {
 		t.Errorf("stats %+v", st)
 	}
 	if got := h.u.State().State; got != StateStopped {
@@ -201,7 +202,8 @@ func refusedCases() []struct {
 }
 
 // Configuration/account refusals: state "refused" with the service's message, the segment
-// goes to Unconfirmed whole, no retry before RefusedRetry, then recovery.
+// goes to Unconfirmed whole (the retry is a probe: nothing waits for it), no retry before
+// RefusedRetry, then recovery.
 func TestRefusedHandshake(t *testing.T) {
 	for _, tc := range refusedCases() {
 		t.Run(tc.name, func(t *testing.T) {

@@ -50,50 +50,6 @@ func TestQuery(t *testing.T) {
 	}
 }
 
-func TestTimeMap(t *testing.T) {
-	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	fr := func(seq int, at time.Time) audio.Frame { return audio.Frame{Seq: uint64(seq), Time: at} }
-	var m timeMap
-	// Segment 1: frames 0..9 at t0; segment 2: stream frames 10..19 captured 60 s later,
-	// with a 300 ms capture gap (dropped frames) after its 5th frame.
-	for i := 0; i < 10; i++ {
-		m.note(int64(i), fr(i, t0.Add(time.Duration(i)*audio.FrameDuration)), i == 0)
-	}
-	t1 := t0.Add(time.Minute)
-	for i := 0; i < 10; i++ {
-		at := t1.Add(time.Duration(i) * audio.FrameDuration)
-		if i >= 5 {
-			at = at.Add(300 * time.Millisecond)
-		}
-		m.note(int64(10+i), fr(600+i, at), i == 0)
-	}
-	if len(m.cps) != 3 {
-		t.Fatalf("checkpoints %v", m.cps)
-	}
-	for _, tc := range []struct {
-		sec   float64
-		isEnd bool
-		want  time.Time
-	}{
-		{0, false, t0},
-		{0.55, false, t0.Add(550 * time.Millisecond)},
-		{1.0, true, t0.Add(time.Second)}, // end of segment 1
-		{1.0, false, t1},                 // start of segment 2
-		{1.25, false, t1.Add(250 * time.Millisecond)},
-		{1.5, false, t1.Add(800 * time.Millisecond)},
-		{1.5, true, t1.Add(500 * time.Millisecond)},
-		{1.95, true, t1.Add(1250 * time.Millisecond)},
-	} {
-		if got := m.toWall(tc.sec, tc.isEnd); !got.Equal(tc.want) {
-			t.Errorf("toWall(%v, end=%v) = %s, want %s", tc.sec, tc.isEnd, got.Sub(t0), tc.want.Sub(t0))
-		}
-	}
-	var empty timeMap
-	if !empty.toWall(3, false).IsZero() {
-		t.Error("empty map")
-	}
-}
-
 func TestRefusedErrorPermanent(t *testing.T) {
 	for st, want := range map[int]bool{400: true, 401: true, 402: true, 403: true, 404: true, 408: false, 429: false, 500: false, 503: false} {
 		if got := (&RefusedError{Status: st}).Permanent(); got != want {
@@ -180,9 +136,11 @@ func FuzzParseMessage(f *testing.F) {
 				}
 			}
 			// Mapping any parsed time must not panic or overflow.
-			var tm timeMap
-			tm.note(0, audio.Frame{Time: time.Unix(0, 0)}, true)
-			_ = tm.toWall(r.Start+r.Duration, true)
+			s := segment{frames: []audio.Frame{{Time: time.Unix(0, 0)}}, taken: 1}
+			_ = s.wall(r.Start+r.Duration, true)
+			for _, w := range r.Words {
+				_ = s.wall(w.Start, false)
+			}
 		}
 	})
 }

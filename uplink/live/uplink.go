@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/hark-audio/hark/internal/backoff"
 	"log/slog"
 	"net"
 	"net/url"
@@ -14,7 +13,9 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
 	"github.com/hark-audio/hark/audio"
+	"github.com/hark-audio/hark/internal/backoff"
 	"github.com/hark-audio/hark/transcript"
 )
 
@@ -46,8 +47,8 @@ type Event struct {
 	Attrs map[string]any // request_id, code, reason, cause, status, error...
 }
 
-// Segment is contiguous audio that will not get a live transcript; the agent spools it.
-// Start is the capture time of the first sample (Frames[0].Time).
+// Segment is a whole gate segment that will not get a live transcript; the agent spools
+// it. Start is the capture time of its first sample (Frames[0].Time).
 type Segment struct {
 	Start  time.Time
 	Frames []audio.Frame
@@ -55,14 +56,16 @@ type Segment struct {
 }
 
 // Handler receives the uplink's output. Callbacks are called from the uplink's Run
-// goroutine, one at a time, and must not block (the agent queues).
+// goroutine, one at a time, never with a lock held and never on the audio path; they must
+// not block for long (they delay the next results, not the audio) and must not do disk
+// I/O the caller could hand to a goroutine of its own.
 type Handler struct {
-	// Utterance is a final utterance: Source "live", capture wall-clock times, RequestID
-	// set; Seq and DeviceID are the agent's.
+	// Utterance is one gate segment's transcript: Source "live", capture wall-clock times,
+	// RequestID set; Seq and DeviceID are the agent's.
 	Utterance func(transcript.Utterance)
 	// Interim is an interim transcript (only with Config.Interim).
 	Interim func(text string, start, end time.Time)
-	// Unconfirmed is audio that will not get a live transcript.
+	// Unconfirmed is a whole segment that will not get a live transcript.
 	Unconfirmed func(Segment)
 	Event       func(Event)
 	State       func(State)
@@ -80,9 +83,17 @@ type Stats struct {
 	FramesSent          int64            `json:"frames_sent"`
 	KeepAlives          int64            `json:"keepalives"`
 	Finalizes           int64            `json:"finalizes"`
+	Segments            int64            `json:"segments"`
 	Utterances          int64            `json:"utterances"`
-	UnconfirmedSegments int64            `json:"unconfirmed_segments"`
+	EmptySegments       int64            `json:"empty_segments"` // completed live with no words
+	GraceCompleted      int64            `json:"grace_completed"`
+	Replays             int64            `json:"replays"`
+	ReplayedSeconds     float64          `json:"replayed_s"`
+	UnconfirmedSegments int64            `json:"unconfirmed_segments"` // spooled
 	UnconfirmedSeconds  float64          `json:"unconfirmed_s"`
+	LateFinals          int64            `json:"late_finals"`
+	LateWords           int64            `json:"late_words"`
+	DuplicateWords      int64            `json:"duplicate_words"`
 	InputDropped        int64            `json:"input_dropped"`
 	EmptyFramesSkipped  int64            `json:"empty_frames_skipped"`
 	MalformedMessages   int64            `json:"malformed_messages"`
@@ -90,118 +101,72 @@ type Stats struct {
 }
 
 type counters struct {
-	connects, connectFailures, refusals, idleCloses     atomic.Int64
-	framesSent, samplesSent, keepAlives, finalizes      atomic.Int64
-	utterances, unconfSegments, unconfSamples           atomic.Int64
-	inputDropped, emptySkipped, malformed, unknownTypes atomic.Int64
+	connects, connectFailures, refusals, idleCloses atomic.Int64
+	framesSent, samplesSent, keepAlives, finalizes  atomic.Int64
+	inputDropped, malformed, unknownTypes           atomic.Int64
 
 	mu         sync.Mutex
 	reconnects map[string]int64
 }
 
-type inKind uint8
+// phase is the supervisor's one explicit state. Its timer follows from it: backoff waits
+// for RetryAt, connected for the idle close, closing for the close deadline.
+type phase uint8
 
 const (
-	inStart inKind = iota
-	inFrame
-	inEnd
+	phIdle phase = iota
+	phConnecting
+	phConnected
+	phClosing
+	phBackoff
+	phStopped
 )
 
-type input struct {
-	kind inKind
-	t    time.Time
-	f    audio.Frame
-}
-
-// openSeg is the segment the gate has open.
-type openSeg struct {
-	lastEnd time.Time
-	spool   bool          // not streamed: goes to Unconfirmed
-	reason  string        // why not streamed
-	buf     []audio.Frame // spool mode: the frames so far
-}
-
-// piece is audio sent on the current stream and not yet covered by finals: the frames
-// from stream position first on. closed means its segment ended.
-type piece struct {
-	first  int64
-	frames []audio.Frame
-	closed bool
-}
-
-type finalizeReq struct {
-	pos      int64 // stream frames sent before the Finalize
-	deadline time.Time
-	timedOut bool
-}
-
-// stream is one open connection and everything tied to its clock.
-type stream struct {
-	c        *conn
-	reqID    string
-	openedAt time.Time
-
-	frames   int64 // frames queued on this stream: the stream clock, in frames
-	tm       timeMap
-	pieces   []*piece
-	newPiece bool
-	// confirmed is how far (stream seconds) received finals or answered Finalizes reach.
-	confirmed float64
-	finals    []*results // received, not yet published
-	finalizes []finalizeReq
-
-	unansweredSince time.Time // first audio sent since the service last said anything
-	stable          bool
-	closing         bool // CloseStream queued
-	closeDeadline   time.Time
-	metadata        bool
-	idle            bool // closed for idleness
-}
-
-// Uplink streams segments of speech to Deepgram's live endpoint and assembles transcripts.
+// Uplink streams gate segments to Deepgram's live endpoint and publishes each segment's
+// transcript once, or hands the whole segment to the spool.
 type Uplink struct {
 	cfg Config
 	h   Handler
 	log *slog.Logger
 	st  counters
 
-	mu        sync.Mutex
-	inq       []input
-	inFrames  int
-	opts      url.Values
-	started   bool
-	stopped   bool // Close called: further input is ignored
-	closeWait time.Duration
+	// mu guards the ledger and the supervisor's state. It is held only for bookkeeping,
+	// never across I/O or a handler call: Frame takes it once per frame, the connection's
+	// writer once per item it sends.
+	mu       sync.Mutex
+	led      *ledger
+	ph       phase
+	until    time.Time // phBackoff: retry at; phClosing: give up at
+	refused  bool      // phBackoff after a refusal (state "refused")
+	conn     *conn     // phConnected, phClosing
+	idleEnd  bool      // phClosing: the close is an idle close
+	opts     url.Values
+	started  bool
+	stopped  bool // no more input
+	stopping bool // Close: wind down
+	stopAt   time.Time
+	waiters  int // Frame calls blocked (Config.Blocking)
+	space    *sync.Cond
 
-	inSig     chan struct{}
-	space     chan struct{} // closed when the input queue is drained; only with Config.Blocking
+	closeWait time.Duration
+	kick      chan struct{} // cap 1: the ledger has something for Run
 	closeReq  chan struct{}
 	closeOnce sync.Once
 	done      chan struct{}
+	events    chan connEvent
+	dialCh    chan dialResult
 
 	stateMu sync.Mutex
 	state   State
 
-	// Everything below is owned by Run's goroutine.
-	events     chan connEvent
-	dialCh     chan dialResult
-	dialing    bool
+	// Run's own.
 	dialCancel context.CancelFunc
 	runCtx     context.Context
-
-	s             *stream
-	open          *openSeg
-	backlog       []input
-	backlogFrames int
-
-	failures   int // consecutive failures, for the backoff (reset by a stable stream)
+	failures   int // consecutive failures, for the backoff
 	failStreak int // consecutive failed attempts, for logging once with a count
 	refusedN   int
-	retryAt    time.Time
-	lastSpeech time.Time
-
-	closing       bool
-	closeDeadline time.Time
+	stable     bool // the current connection has delivered a final (or lasted StableAfter)
+	outs       []output
 }
 
 // New returns an Uplink; nothing happens until Run.
@@ -209,13 +174,15 @@ func New(cfg Config, h Handler) *Uplink {
 	cfg = cfg.withDefaults()
 	u := &Uplink{
 		cfg: cfg, h: h, log: cfg.Logger,
+		led:      newLedger(cfg.ledger()),
 		opts:     cloneValues(cfg.Options),
-		inSig:    make(chan struct{}, 1),
+		kick:     make(chan struct{}, 1),
 		closeReq: make(chan struct{}),
 		done:     make(chan struct{}),
 		events:   make(chan connEvent),
 		dialCh:   make(chan dialResult, 1),
 	}
+	u.space = sync.NewCond(&u.mu)
 	u.st.reconnects = map[string]int64{}
 	u.state = State{State: StateIdle, Since: time.Now()}
 	return u
@@ -236,76 +203,125 @@ func (u *Uplink) SetOptions(opts url.Values) {
 	u.mu.Unlock()
 }
 
+// ---- input (the agent's audio goroutine) ----
+
 // SegmentStart marks speech onset; t is the capture time of the segment's first sample.
 // It never blocks.
-func (u *Uplink) SegmentStart(t time.Time) { u.push(input{kind: inStart, t: t}) }
+func (u *Uplink) SegmentStart(t time.Time) {
+	u.mu.Lock()
+	if u.stopped {
+		u.mu.Unlock()
+		return
+	}
+	u.led.start(t, time.Now())
+	c := u.conn
+	u.mu.Unlock()
+	if c != nil {
+		c.notify()
+	}
+	u.poke()
+}
 
-// Frame queues one frame of the open segment. It never blocks: when the queue is full the
-// frame is dropped and counted.
-func (u *Uplink) Frame(f audio.Frame) { u.push(input{kind: inFrame, f: f}) }
+// Frame adds one frame to the open segment. The uplink keeps f.Samples (no copy) until the
+// segment's outcome is decided: the caller must not reuse it. Frame never blocks unless
+// Config.Blocking, and does not allocate.
+func (u *Uplink) Frame(f audio.Frame) {
+	now := time.Now()
+	u.mu.Lock()
+	if u.cfg.Blocking {
+		for !u.stopped && u.mustWait() {
+			u.waiters++
+			u.space.Wait()
+			u.waiters--
+			now = time.Now()
+		}
+	}
+	if u.stopped {
+		u.mu.Unlock()
+		u.st.inputDropped.Add(1)
+		return
+	}
+	nseg, nout := u.led.nextID, len(u.led.out)
+	wake := u.led.frame(f, now)
+	// Run must look when the frame started a segment or decided something.
+	poke := u.led.nextID != nseg || len(u.led.out) != nout
+	c := u.conn
+	u.mu.Unlock()
+	if wake && c != nil {
+		c.notify()
+	}
+	if poke {
+		u.poke()
+	}
+}
+
+// mustWait (mu held) says whether a Blocking Frame should wait: audio is piling up for a
+// connection that is open, being opened or about to be. In a backoff it does not wait: the
+// ledger's rules decide between waiting and the spool, as for a microphone.
+func (u *Uplink) mustWait() bool {
+	if u.ph != phIdle && u.ph != phConnecting && u.ph != phConnected {
+		return false
+	}
+	if o := u.led.open; o != nil && o.state == segSpool {
+		return false
+	}
+	return u.led.unsent() >= framesIn(u.cfg.BlockAfter)
+}
 
 // SegmentEnd marks the end of the open segment. It never blocks.
-func (u *Uplink) SegmentEnd(t time.Time) { u.push(input{kind: inEnd, t: t}) }
-
-func (u *Uplink) push(in input) {
+func (u *Uplink) SegmentEnd(time.Time) {
 	u.mu.Lock()
-	switch {
-	case u.stopped:
-		if in.kind == inFrame {
-			u.st.inputDropped.Add(1)
-		}
-		u.mu.Unlock()
-		return
-	case in.kind == inFrame && u.inFrames >= u.cfg.InputQueue && u.cfg.Blocking:
-		// A non-real-time input (a file read as fast as possible) waits for the uplink
-		// instead of losing audio: nothing but this caller's pace depends on it.
-		for u.inFrames >= u.cfg.InputQueue && !u.stopped {
-			if u.space == nil {
-				u.space = make(chan struct{})
-			}
-			space := u.space
-			u.mu.Unlock()
-			select {
-			case <-space:
-			case <-u.done:
-				u.st.inputDropped.Add(1)
-				return
-			}
-			u.mu.Lock()
-		}
-		if u.stopped {
-			u.st.inputDropped.Add(1)
-			u.mu.Unlock()
-			return
-		}
-	case in.kind == inFrame && u.inFrames >= u.cfg.InputQueue:
-		u.st.inputDropped.Add(1)
+	if u.stopped {
 		u.mu.Unlock()
 		return
 	}
-	if in.kind == inFrame {
-		u.inFrames++
-	}
-	u.inq = append(u.inq, in)
+	wake := u.led.end(time.Now())
+	c := u.conn
 	u.mu.Unlock()
+	if wake && c != nil {
+		c.notify()
+	}
+	u.poke()
+}
+
+func (u *Uplink) poke() {
 	select {
-	case u.inSig <- struct{}{}:
+	case u.kick <- struct{}{}:
 	default:
 	}
 }
 
+// take is the writer's access to the ledger.
+func (u *Uplink) take(epoch uint64, now time.Time) sendItem {
+	u.mu.Lock()
+	it := u.led.take(epoch, now)
+	if u.waiters > 0 && it.kind == itemAudio {
+		u.space.Broadcast()
+	}
+	u.mu.Unlock()
+	return it
+}
+
+// ---- observation ----
+
 // Stats returns a snapshot of the counters.
 func (u *Uplink) Stats() Stats {
+	u.mu.Lock()
+	n := u.led.n
+	u.mu.Unlock()
+	fs := audio.FrameDuration.Seconds()
 	s := Stats{
 		State:    u.State().State,
 		Connects: u.st.connects.Load(), ConnectFailures: u.st.connectFailures.Load(),
 		Refusals: u.st.refusals.Load(), IdleCloses: u.st.idleCloses.Load(),
 		AudioSentSeconds: float64(u.st.samplesSent.Load()) / audio.SampleRate,
 		FramesSent:       u.st.framesSent.Load(), KeepAlives: u.st.keepAlives.Load(),
-		Finalizes: u.st.finalizes.Load(), Utterances: u.st.utterances.Load(),
-		UnconfirmedSegments: u.st.unconfSegments.Load(),
-		UnconfirmedSeconds:  float64(u.st.unconfSamples.Load()) / audio.SampleRate,
-		InputDropped:        u.st.inputDropped.Load(), EmptyFramesSkipped: u.st.emptySkipped.Load(),
+		Finalizes: u.st.finalizes.Load(), Segments: n.segments, Utterances: n.published + n.lateFinals,
+		EmptySegments: n.empty, GraceCompleted: n.graceCompleted,
+		Replays: n.replays, ReplayedSeconds: float64(n.replayedFrames) * fs,
+		UnconfirmedSegments: n.spooled, UnconfirmedSeconds: float64(n.spooledFrames) * fs,
+		LateFinals: n.lateFinals, LateWords: n.lateWords, DuplicateWords: n.duplicateWords,
+		InputDropped: u.st.inputDropped.Load(), EmptyFramesSkipped: n.emptyFrames,
 		MalformedMessages: u.st.malformed.Load(), UnknownMessages: u.st.unknownTypes.Load(),
 		Reconnects: map[string]int64{},
 	}
@@ -350,18 +366,15 @@ func (u *Uplink) event(typ string, attrs map[string]any) {
 	}
 }
 
-// Close stops the uplink gracefully: audio is no longer accepted, an open segment is ended,
+// ---- lifecycle ----
+
+// Close stops the uplink gracefully: input is no longer accepted, an open segment is ended,
 // CloseStream goes out behind all queued audio, and the last results are read until
-// Metadata and the close frame (bounded by Config.CloseTimeout and ctx). What arrived is
-// published; audio not covered by a final goes to Unconfirmed. Close returns when Run has
+// Metadata and the close frame (bounded by Config.CloseTimeout and ctx). What completed is
+// published; every other segment goes to Unconfirmed whole. Close returns when Run has
 // returned, or with ctx's error.
 func (u *Uplink) Close(ctx context.Context) error {
 	u.mu.Lock()
-	u.stopped = true
-	if u.space != nil { // wake a blocked Frame: it will see stopped
-		close(u.space)
-		u.space = nil
-	}
 	started := u.started
 	u.started = true // Run, if called later, returns at once
 	u.closeWait = u.cfg.CloseTimeout
@@ -372,17 +385,21 @@ func (u *Uplink) Close(ctx context.Context) error {
 			u.closeWait = max(d, 0)
 		}
 	}
-	u.mu.Unlock()
-	u.closeOnce.Do(func() { close(u.closeReq) })
 	if !started {
-		// Run never ran: nothing was sent, so whatever was queued goes to Unconfirmed here.
-		u.runCtx = context.Background()
-		u.closing, u.closeDeadline = true, time.Now()
-		u.drainInputs()
-		u.finish()
+		// Run never ran: nothing was sent, so every segment goes to Unconfirmed here.
+		u.stopped = true
+		u.led.finish(time.Now(), "stopping")
+		u.ph = phStopped
+		u.space.Broadcast()
+		u.mu.Unlock()
+		u.deliver()
+		u.setState(StateStopped, "", "", time.Time{})
+		u.closeOnce.Do(func() { close(u.closeReq) })
 		close(u.done)
 		return nil
 	}
+	u.mu.Unlock()
+	u.closeOnce.Do(func() { close(u.closeReq) })
 	select {
 	case <-u.done:
 		return nil
@@ -391,18 +408,15 @@ func (u *Uplink) Close(ctx context.Context) error {
 	}
 }
 
-// Run owns the connection lifecycle until Close completes or ctx is done. When ctx ends
-// first, the stream is dropped without a graceful close; received finals are still
-// published and unconfirmed audio still handed to Unconfirmed before Run returns.
+// Run owns the connections until Close completes or ctx is done. When ctx ends first, the
+// stream is dropped without a graceful close; completed segments are still published and
+// the others handed to Unconfirmed before Run returns.
 func (u *Uplink) Run(ctx context.Context) error {
 	u.mu.Lock()
 	if u.started {
-		stopped := u.stopped
 		u.mu.Unlock()
-		if stopped {
-			return nil // closed before Run
-		}
-		return errors.New("live uplink: Run called twice")
+		<-u.done
+		return nil // closed before Run
 	}
 	u.started = true
 	u.mu.Unlock()
@@ -413,251 +427,209 @@ func (u *Uplink) Run(ctx context.Context) error {
 	defer timer.Stop()
 	closeReq := u.closeReq
 	for {
-		if u.closing && u.s == nil && !u.dialing {
-			u.finish()
+		next := u.step(time.Now())
+		u.deliver()
+		if u.phase() == phStopped {
+			u.deliver()
+			u.setState(StateStopped, "", "", time.Time{})
 			return nil
 		}
-		if wake := u.nextWake(); wake.IsZero() {
-			timer.Stop()
-		} else {
-			timer.Reset(max(time.Until(wake), 0))
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+		if !next.IsZero() {
+			timer.Reset(max(time.Until(next), 0))
 		}
 		select {
 		case <-ctx.Done():
 			u.abort()
+			u.deliver()
+			u.setState(StateStopped, "", "", time.Time{})
 			return ctx.Err()
 		case <-closeReq:
 			closeReq = nil
-			u.beginClose()
-		case <-u.inSig:
-			u.drainInputs()
+			u.beginStop()
+		case <-u.kick:
 		case r := <-u.dialCh:
 			u.onDial(r)
 		case ev := <-u.events:
 			u.onEvent(ev)
 		case <-timer.C:
-			u.onTimer(time.Now())
 		}
 	}
 }
 
-func (u *Uplink) drainInputs() {
+func (u *Uplink) phase() phase {
 	u.mu.Lock()
-	q := u.inq
-	u.inq, u.inFrames = nil, 0
-	if u.space != nil {
-		close(u.space)
-		u.space = nil
+	defer u.mu.Unlock()
+	return u.ph
+}
+
+// setPhase changes the phase (mu held) and wakes blocked Frame calls, whose wait depends
+// on it.
+func (u *Uplink) setPhase(p phase, until time.Time) {
+	u.ph, u.until = p, until
+	if u.waiters > 0 {
+		u.space.Broadcast()
+	}
+}
+
+// step does whatever is due at now for the current phase, and returns when it must run
+// next (zero: only when something happens). It is the one place that turns the state into
+// actions and timers.
+func (u *Uplink) step(now time.Time) time.Time {
+	u.mu.Lock()
+	u.led.tick(now)
+	if u.conn != nil && u.led.probe(now) {
+		// A Finalize's grace ran out: a pong from now on completes its segment.
+		u.conn.ping()
+	}
+	need := u.led.needsConn()
+	var due time.Time
+	at := func(t time.Time) {
+		if !t.IsZero() && (due.IsZero() || t.Before(due)) {
+			due = t
+		}
+	}
+	at(u.led.deadline(now))
+	if u.stopping {
+		at(u.stopAt)
+	}
+	late := u.stopping && !now.Before(u.stopAt) // stopping, and out of time
+	switch u.ph {
+	case phIdle:
+		switch {
+		case need && !late:
+			u.mu.Unlock()
+			u.dial(now)
+			return due
+		case u.stopping:
+			u.stopNow(now)
+		}
+	case phBackoff:
+		switch {
+		case u.stopping:
+			u.stopNow(now)
+		case now.Before(u.until):
+			at(u.until)
+		case need:
+			u.mu.Unlock()
+			u.dial(now)
+			return due
+		case !u.refused:
+			u.setPhase(phIdle, time.Time{})
+			u.mu.Unlock()
+			u.setState(StateIdle, "", "", time.Time{})
+			return due
+		}
+		// Refused: the state says so until the next segment's attempt (a probe).
+	case phConnecting:
+		if late && u.dialCancel != nil {
+			u.dialCancel() // onDial sees the failure
+		}
+	case phConnected:
+		closeNow := u.stopping
+		if !closeNow && u.cfg.IdleClose > 0 && u.led.quiet() {
+			idleAt := maxTime(u.led.lastEnd, u.conn.opened).Add(u.cfg.IdleClose)
+			if now.Before(idleAt) {
+				at(idleAt)
+			} else {
+				closeNow = true
+				u.log.Debug("closing idle stream", "request_id", u.conn.reqID)
+			}
+		}
+		if closeNow {
+			reqID := u.beginStreamClose(now, !u.stopping)
+			at(u.until)
+			u.mu.Unlock()
+			u.setState(StateClosing, "", reqID, time.Time{})
+			return due
+		}
+	case phClosing:
+		if now.Before(u.until) {
+			at(u.until)
+			break
+		}
+		lc := u.led.conn
+		graceful := lc != nil && lc.metadata && lc.closeTaken
+		u.mu.Unlock()
+		u.endConn(now, "close-timeout", graceful, 0, "", errors.New("no close from the service in time"))
+		return u.step(now)
 	}
 	u.mu.Unlock()
-	for _, in := range q {
-		switch in.kind {
-		case inStart:
-			u.segStart(in.t)
-		case inFrame:
-			u.segFrame(in.f)
-		case inEnd:
-			u.segEnd()
-		}
+	return due
+}
+
+// stopNow (mu held) ends the uplink: every undecided segment goes to the spool whole.
+func (u *Uplink) stopNow(now time.Time) {
+	u.led.finish(now, "stopping")
+	u.stopped = true
+	u.setPhase(phStopped, time.Time{})
+	u.space.Broadcast()
+}
+
+func (u *Uplink) beginStop() {
+	now := time.Now()
+	u.mu.Lock()
+	u.stopped = true // no more input
+	u.stopping = true
+	u.stopAt = now.Add(u.closeWait)
+	wake := u.led.end(now)
+	c := u.conn
+	u.space.Broadcast()
+	u.mu.Unlock()
+	if wake && c != nil {
+		c.notify()
 	}
 }
 
-// live reports whether items can go straight to the stream.
-func (u *Uplink) live() bool { return u.s != nil && !u.s.closing && len(u.backlog) == 0 }
-
-func (u *Uplink) segStart(t time.Time) {
-	if u.open != nil {
-		u.segEnd()
+// beginStreamClose (mu held) queues CloseStream behind everything on the connection and
+// returns its request id.
+func (u *Uplink) beginStreamClose(now time.Time, idle bool) string {
+	c := u.conn
+	until := now.Add(u.cfg.CloseTimeout)
+	if u.stopping && u.stopAt.Before(until) {
+		until = u.stopAt
 	}
-	o := &openSeg{lastEnd: t}
-	u.open = o
-	if u.live() {
-		u.sendItem(input{kind: inStart, t: t})
-		return
-	}
-	if reason := u.cannotStream(time.Now()); reason != "" {
-		o.spool, o.reason = true, reason
-		return
-	}
-	u.pushBacklog(input{kind: inStart, t: t})
-	u.maybeDial(time.Now())
+	u.idleEnd = idle
+	u.led.closeStream(c.epoch)
+	u.setPhase(phClosing, until)
+	c.notify()
+	return c.reqID
 }
 
-// cannotStream says why a segment starting now should not wait for a stream.
-func (u *Uplink) cannotStream(now time.Time) string {
-	wait := u.retryAt.Sub(now)
-	switch {
-	case u.refusedN > 0 && wait > 0:
-		return "refused"
-	case wait > u.cfg.MaxBacklog:
-		return "backoff"
-	}
-	return ""
-}
-
-func (u *Uplink) segFrame(f audio.Frame) {
-	if len(f.Samples) == 0 {
-		u.st.emptySkipped.Add(1)
-		return
-	}
-	if u.open == nil {
-		u.segStart(f.Time)
-	}
-	o := u.open
-	o.lastEnd = f.End()
-	if o.spool {
-		o.buf = append(o.buf, f)
-		if time.Duration(len(o.buf))*audio.FrameDuration >= u.cfg.MaxUnconfirmed {
-			u.unconfirmed(o.buf, o.reason)
-			o.buf = nil
-		}
-		return
-	}
-	if u.live() {
-		u.sendItem(input{kind: inFrame, f: f})
-		return
-	}
-	u.pushBacklog(input{kind: inFrame, f: f})
-	if time.Duration(u.backlogFrames)*audio.FrameDuration > u.cfg.MaxBacklog {
-		u.log.Warn("stream not ready in time: speech goes to the spool", "backlog", u.cfg.MaxBacklog)
-		u.abandonBacklog("connect too slow")
-	}
-}
-
-func (u *Uplink) segEnd() {
-	o := u.open
-	if o == nil {
-		return
-	}
-	u.open = nil
-	u.lastSpeech = time.Now()
-	if o.spool {
-		if len(o.buf) > 0 {
-			u.unconfirmed(o.buf, o.reason)
-		}
-		return
-	}
-	if u.live() {
-		u.sendItem(input{kind: inEnd})
-		return
-	}
-	u.pushBacklog(input{kind: inEnd})
-}
-
-func (u *Uplink) pushBacklog(in input) {
-	u.backlog = append(u.backlog, in)
-	if in.kind == inFrame {
-		u.backlogFrames++
-	}
-}
-
-// abandonBacklog hands everything waiting for a stream to Unconfirmed: ended segments
-// whole, the open segment's frames so far, and switches the open segment to spool mode.
-func (u *Uplink) abandonBacklog(reason string) {
-	var cur []audio.Frame
-	for _, it := range u.backlog {
-		switch it.kind {
-		case inStart:
-			if len(cur) > 0 {
-				u.unconfirmed(cur, reason)
+// deliver hands the ledger's decisions to the handler, in order, outside the lock.
+func (u *Uplink) deliver() {
+	u.mu.Lock()
+	u.outs = u.led.takeOutputs(u.outs[:0])
+	u.mu.Unlock()
+	for _, o := range u.outs {
+		switch o.kind {
+		case outUtterance:
+			if o.how == "late" {
+				u.log.Warn("words arrived after their segment was published by the Finalize grace: published on their own",
+					"segment", o.id, "text", o.utt.Text, "request_id", o.utt.RequestID)
+			} else {
+				u.log.Debug("utterance", "segment", o.id, "completed_by", o.how, "replays", o.replays, "request_id", o.utt.RequestID)
 			}
-			cur = nil
-		case inFrame:
-			cur = append(cur, it.f)
-		case inEnd:
-			if len(cur) > 0 {
-				u.unconfirmed(cur, reason)
+			if u.h.Utterance != nil {
+				u.h.Utterance(o.utt)
 			}
-			cur = nil
+		case outSpool:
+			u.log.Info("segment handed to the spool", "segment", o.id, "start", o.seg.Start,
+				"seconds", float64(len(o.seg.Frames))*audio.FrameDuration.Seconds(), "reason", o.seg.Reason, "replays", o.replays)
+			if u.h.Unconfirmed != nil {
+				u.h.Unconfirmed(o.seg)
+			}
 		}
 	}
-	u.backlog, u.backlogFrames = nil, 0
-	if o := u.open; o != nil && !o.spool {
-		o.spool, o.reason, o.buf = true, reason, cur
-	} else if len(cur) > 0 {
-		u.unconfirmed(cur, reason)
-	}
+	clear(u.outs)
 }
 
-// unconfirmed hands frames to the spool, one Segment per contiguous run.
-func (u *Uplink) unconfirmed(frames []audio.Frame, reason string) {
-	for len(frames) > 0 {
-		n := 1
-		for n < len(frames) && contiguous(frames[n-1], frames[n]) {
-			n++
-		}
-		run := frames[:n:n]
-		frames = frames[n:]
-		u.st.unconfSegments.Add(1)
-		u.st.unconfSamples.Add(int64(n * audio.FrameSamples))
-		u.log.Info("audio handed to the spool", "start", run[0].Time, "seconds", float64(n)*audio.FrameDuration.Seconds(), "reason", reason)
-		if u.h.Unconfirmed != nil {
-			u.h.Unconfirmed(Segment{Start: run[0].Time, Frames: run, Reason: reason})
-		}
-	}
-}
-
-func contiguous(a, b audio.Frame) bool {
-	if b.Seq != a.Seq+1 {
-		return false
-	}
-	d := b.Time.Sub(a.End())
-	return d < driftTolerance && d > -driftTolerance
-}
-
-// sendItem puts one item on the open stream. It may end the stream (queue overflow).
-func (u *Uplink) sendItem(it input) {
-	s := u.s
-	switch it.kind {
-	case inStart:
-		s.pieces = append(s.pieces, &piece{first: s.frames})
-		s.newPiece = true
-	case inFrame:
-		var p *piece
-		if n := len(s.pieces); n > 0 && !s.pieces[n-1].closed {
-			p = s.pieces[n-1]
-		} else {
-			p = &piece{first: s.frames}
-			s.pieces = append(s.pieces, p)
-			s.newPiece = true
-		}
-		s.tm.note(s.frames, it.f, s.newPiece)
-		s.newPiece = false
-		p.frames = append(p.frames, it.f)
-		s.frames++
-		if s.unansweredSince.IsZero() {
-			s.unansweredSince = time.Now()
-		}
-		if !s.c.send(outMsg{kind: outAudio, frame: it.f}) {
-			u.endStream("queue-overflow", false, 0, "", errors.New("write queue full: the service stopped reading"))
-		}
-	case inEnd:
-		n := len(s.pieces)
-		if n == 0 || s.pieces[n-1].closed {
-			return
-		}
-		s.pieces[n-1].closed = true
-		// With audio stopped the service may hold the last words: ask for them.
-		s.finalizes = append(s.finalizes, finalizeReq{pos: s.frames, deadline: time.Now().Add(u.cfg.FinalizeTimeout)})
-		if !s.c.send(outMsg{kind: outFinalize}) {
-			u.endStream("queue-overflow", false, 0, "", errors.New("write queue full: the service stopped reading"))
-		}
-	}
-}
-
-func (u *Uplink) flushBacklog() {
-	for len(u.backlog) > 0 && u.s != nil && !u.s.closing {
-		it := u.backlog[0]
-		u.backlog = u.backlog[1:]
-		if it.kind == inFrame {
-			u.backlogFrames--
-		}
-		u.sendItem(it)
-	}
-	if len(u.backlog) == 0 {
-		u.backlog = nil
-	}
-}
+// ---- connections ----
 
 func (u *Uplink) currentOptions() url.Values {
 	u.mu.Lock()
@@ -665,24 +637,26 @@ func (u *Uplink) currentOptions() url.Values {
 	return cloneValues(u.opts)
 }
 
-func (u *Uplink) maybeDial(now time.Time) {
-	if u.s != nil || u.dialing || len(u.backlog) == 0 || now.Before(u.retryAt) {
-		return
-	}
-	if u.closing && !now.Before(u.closeDeadline) {
-		return
-	}
+// dial starts a handshake in a goroutine of its own; onDial gets the result.
+func (u *Uplink) dial(now time.Time) {
 	target, err := streamURL(u.cfg.URL, u.currentOptions())
 	if err != nil {
 		u.log.Error("invalid stream URL", "err", err)
 		u.failures++
-		u.retryAt = now.Add(u.cfg.RefusedRetry)
-		u.abandonBacklog("invalid URL")
-		u.setState(StateRefused, "invalid stream URL", "", u.retryAt)
+		retry := now.Add(u.cfg.RefusedRetry)
+		u.mu.Lock()
+		u.refused = true
+		u.setPhase(phBackoff, retry)
+		u.led.setNoConnUntil(retry, "invalid URL", true, now)
+		u.mu.Unlock()
+		u.setState(StateRefused, "invalid stream URL", "", retry)
 		return
 	}
 	ctx, cancel := context.WithCancel(u.runCtx)
-	u.dialing, u.dialCancel = true, cancel
+	u.mu.Lock()
+	u.dialCancel = cancel
+	u.setPhase(phConnecting, time.Time{})
+	u.mu.Unlock()
 	u.setState(StateConnecting, "", "", time.Time{})
 	u.log.Debug("opening stream", "url", target)
 	go func() { u.dialCh <- dial(ctx, &u.cfg, target) }()
@@ -693,243 +667,170 @@ func (u *Uplink) backoff() time.Duration {
 }
 
 func (u *Uplink) onDial(r dialResult) {
-	u.dialing = false
 	u.dialCancel()
+	u.dialCancel = nil
 	now := time.Now()
 	if r.err != nil {
-		u.st.connectFailures.Add(1)
-		u.failStreak++
-		var re *RefusedError
-		var delay time.Duration
-		state := StateBackoff
-		attrs := map[string]any{"request_id": r.requestID, "error": r.err.Error()}
-		switch {
-		case errors.As(r.err, &re) && re.Permanent():
-			u.st.refusals.Add(1)
-			u.refusedN++
-			delay = u.cfg.RefusedRetry << min(u.refusedN-1, 2)
-			state = StateRefused
-			attrs["status"], attrs["code"], attrs["message"] = re.Status, re.Code, re.Message
-		case errors.As(r.err, &re) && re.Status == 429 && re.RetryAfter > 0:
-			u.st.refusals.Add(1)
-			u.failures++
-			delay = min(re.RetryAfter, u.cfg.RetryAfterMax)
-			attrs["status"], attrs["code"], attrs["message"] = re.Status, re.Code, re.Message
-		default:
-			if re != nil {
-				u.st.refusals.Add(1)
-				attrs["status"], attrs["code"], attrs["message"] = re.Status, re.Code, re.Message
-			}
-			u.failures++
-			delay = u.backoff()
-		}
-		u.retryAt = now.Add(delay)
-		attrs["retry_in_s"] = delay.Seconds()
-		typ := "connect_failed"
-		if re != nil {
-			typ = "stream_refused"
-		}
-		u.event(typ, attrs)
-		lvl := slog.LevelDebug
-		if u.failStreak == 1 || state == StateRefused {
-			lvl = slog.LevelWarn
-		}
-		u.log.Log(context.Background(), lvl, "cannot open stream", "err", r.err, "request_id", r.requestID,
-			"attempt", u.failStreak, "retry_in", delay.Round(time.Millisecond))
-		u.setState(state, r.err.Error(), r.requestID, u.retryAt)
-		// A refusal will not fix itself soon (the retry is a probe): speech goes to the spool.
-		if u.closing || state == StateRefused || delay > u.cfg.MaxBacklog-time.Duration(u.backlogFrames)*audio.FrameDuration {
-			reason := "backoff"
-			if state == StateRefused {
-				reason = "refused"
-			}
-			u.abandonBacklog(reason)
-		}
+		u.onDialFailed(r, now)
 		return
 	}
-	if u.closing && len(u.backlog) == 0 {
+	u.mu.Lock()
+	if u.stopping && !u.led.needsConn() {
+		u.setPhase(phIdle, time.Time{})
+		u.mu.Unlock()
 		r.ws.Close()
 		return
 	}
+	u.mu.Unlock()
 	if u.failStreak > 1 {
 		u.log.Info("stream recovered", "failed_attempts", u.failStreak)
 	}
-	u.failStreak, u.refusedN = 0, 0
+	u.failStreak, u.refusedN, u.stable = 0, 0, false
 	u.st.connects.Add(1)
-	u.s = &stream{c: startConn(r.ws, &u.cfg, u.events, &u.st), reqID: r.requestID, openedAt: now}
+	u.mu.Lock()
+	epoch := u.led.newEpoch()
+	u.led.connect(epoch, r.requestID, now)
+	c := startConn(u, r.ws, epoch, r.requestID, now)
+	u.conn, u.refused = c, false
+	u.setPhase(phConnected, time.Time{})
+	u.mu.Unlock()
+	c.notify()
 	u.log.Info("stream opened", "request_id", r.requestID, "connect_ms", r.took.Milliseconds())
 	u.event("stream_opened", map[string]any{"request_id": r.requestID, "connect_ms": r.took.Milliseconds()})
 	u.setState(StateConnected, "", r.requestID, time.Time{})
-	u.flushBacklog()
-	if u.closing && u.s != nil {
-		u.beginStreamClose()
+}
+
+func (u *Uplink) onDialFailed(r dialResult, now time.Time) {
+	u.st.connectFailures.Add(1)
+	u.failStreak++
+	var re *RefusedError
+	var delay time.Duration
+	state, why := StateBackoff, "backoff"
+	attrs := map[string]any{"request_id": r.requestID, "error": r.err.Error()}
+	switch {
+	case errors.As(r.err, &re) && re.Permanent():
+		u.st.refusals.Add(1)
+		u.refusedN++
+		delay = u.cfg.RefusedRetry << min(u.refusedN-1, 2)
+		state, why = StateRefused, "refused"
+		attrs["status"], attrs["code"], attrs["message"] = re.Status, re.Code, re.Message
+	case errors.As(r.err, &re) && re.Status == 429 && re.RetryAfter > 0:
+		u.st.refusals.Add(1)
+		u.failures++
+		delay = min(re.RetryAfter, u.cfg.RetryAfterMax)
+		attrs["status"], attrs["code"], attrs["message"] = re.Status, re.Code, re.Message
+	default:
+		if re != nil {
+			u.st.refusals.Add(1)
+			attrs["status"], attrs["code"], attrs["message"] = re.Status, re.Code, re.Message
+		}
+		u.failures++
+		delay = u.backoff()
 	}
+	retryAt := now.Add(delay)
+	attrs["retry_in_s"] = delay.Seconds()
+	u.mu.Lock()
+	u.refused = state == StateRefused
+	u.setPhase(phBackoff, retryAt)
+	// A refusal will not fix itself soon (the retry is a probe): its speech goes to the
+	// spool; so does speech that would wait longer than MaxWait.
+	u.led.setNoConnUntil(retryAt, why, state == StateRefused, now)
+	u.mu.Unlock()
+	typ := "connect_failed"
+	if re != nil {
+		typ = "stream_refused"
+	}
+	u.event(typ, attrs)
+	lvl := slog.LevelDebug
+	if u.failStreak == 1 || state == StateRefused {
+		lvl = slog.LevelWarn
+	}
+	u.log.Log(context.Background(), lvl, "cannot open stream", "err", r.err, "request_id", r.requestID,
+		"attempt", u.failStreak, "retry_in", delay.Round(time.Millisecond))
+	u.setState(state, r.err.Error(), r.requestID, retryAt)
 }
 
 func (u *Uplink) onEvent(ev connEvent) {
-	s := u.s
-	if s == nil || ev.c != s.c {
+	u.mu.Lock()
+	c := u.conn
+	u.mu.Unlock()
+	if c == nil || ev.c != c {
 		return // a replaced connection: ignore whatever it says
 	}
-	if ev.err != nil {
-		u.onConnError(ev)
-		return
-	}
-	if ev.parseErr != nil {
+	now := time.Now()
+	switch {
+	case ev.err != nil:
+		u.onConnError(ev, now)
+	case ev.pong:
+		u.mu.Lock()
+		u.led.heard(c.epoch, now)
+		u.mu.Unlock()
+	case ev.parseErr != nil:
 		n := u.st.malformed.Add(1)
 		lvl := slog.LevelDebug
 		if n == 1 || n%100 == 0 {
 			lvl = slog.LevelWarn
 		}
 		u.log.Log(context.Background(), lvl, "malformed message from the service", "err", ev.parseErr,
-			"message", string(ev.raw), "count", n, "request_id", s.reqID)
-		return
+			"message", string(ev.raw), "count", n, "request_id", c.reqID)
+		u.mu.Lock()
+		u.led.heard(c.epoch, now)
+		u.mu.Unlock()
+	default:
+		u.onMessage(c, ev.msg, now)
 	}
-	s.unansweredSince = time.Time{}
-	m := ev.msg
+}
+
+func (u *Uplink) onMessage(c *conn, m serverMsg, now time.Time) {
 	switch {
 	case m.Results != nil:
-		u.onResults(m.Results)
-	case m.Metadata != nil:
-		s.metadata = true
-		u.log.Debug("metadata", "request_id", m.Metadata.RequestID, "audio_s", m.Metadata.Duration)
-		if s.closing {
-			// After CloseStream the service has processed everything it received.
-			u.confirmAll()
+		r := m.Results
+		u.mu.Lock()
+		u.led.result(c.epoch, r, now)
+		var start, end time.Time
+		interim := !r.IsFinal && u.cfg.Interim && u.h.Interim != nil && strings.TrimSpace(r.Transcript) != ""
+		if interim {
+			start, end = u.led.toWall(c.epoch, r.Start, false), u.led.toWall(c.epoch, r.Start+r.Duration, true)
 		}
-	case m.UtteranceEnd != nil:
-		u.emitPending()
-	case m.SpeechStarted != nil:
-		u.log.Debug("speech started", "stream_s", m.SpeechStarted.Timestamp)
+		u.mu.Unlock()
+		if interim {
+			u.h.Interim(r.Transcript, start, end)
+		}
+		if r.IsFinal && !u.stable {
+			// Results flowing: the service is healthy, so the backoff starts over.
+			u.stable, u.failures = true, 0
+		}
+	case m.Metadata != nil:
+		u.log.Debug("metadata", "request_id", m.Metadata.RequestID, "audio_s", m.Metadata.Duration)
+		u.mu.Lock()
+		u.led.metadata(c.epoch, now)
+		u.mu.Unlock()
+	case m.UtteranceEnd != nil, m.SpeechStarted != nil:
+		u.mu.Lock()
+		u.led.heard(c.epoch, now)
+		u.mu.Unlock()
 	case m.Error != nil:
+		u.mu.Lock()
+		u.led.heard(c.epoch, now)
+		u.mu.Unlock()
 		u.log.Warn("service error message", "description", m.Error.Description, "message", m.Error.Message,
-			"variant", m.Error.Variant, "request_id", s.reqID)
-		u.event("service_error", map[string]any{"request_id": s.reqID, "error": m.Error.Description, "message": m.Error.Message})
+			"variant", m.Error.Variant, "request_id", c.reqID)
+		u.event("service_error", map[string]any{"request_id": c.reqID, "error": m.Error.Description, "message": m.Error.Message})
 	default:
 		n := u.st.unknownTypes.Add(1)
 		u.log.Debug("unknown message type ignored", "type", m.Type, "count", n)
 	}
 }
 
-func (u *Uplink) onResults(r *results) {
-	s := u.s
-	if !r.IsFinal {
-		if u.cfg.Interim && u.h.Interim != nil && strings.TrimSpace(r.Transcript) != "" {
-			u.h.Interim(r.Transcript, s.tm.toWall(r.Start, false), s.tm.toWall(r.Start+r.Duration, true))
-		}
-		return
-	}
-	if !s.stable {
-		// Results flowing: the service is healthy, so the backoff starts over.
-		s.stable, u.failures = true, 0
-	}
-	if r.FromFinalize && len(s.finalizes) > 0 {
-		// The answer to the oldest Finalize: everything sent before it is transcribed.
-		if p := float64(s.finalizes[0].pos) * audio.FrameDuration.Seconds(); p > s.confirmed {
-			s.confirmed = p
-		}
-		s.finalizes = s.finalizes[1:]
-	}
-	if end := r.Start + r.Duration; end > s.confirmed {
-		s.confirmed = end
-	}
-	u.pruneFinalizes()
-	if strings.TrimSpace(r.Transcript) != "" || len(r.Words) > 0 {
-		s.finals = append(s.finals, r)
-	}
-	u.trim()
-	if r.SpeechFinal || r.FromFinalize {
-		u.emitPending()
-	}
+// metadataSeen reports whether Metadata arrived on c after our CloseStream.
+func (c *conn) metadataSeen(u *Uplink) bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	lc := u.led.conn
+	return lc != nil && lc.epoch == c.epoch && lc.metadata && lc.closeTaken
 }
 
-// pruneFinalizes forgets Finalizes that timed out and whose audio finals already cover:
-// the service may never answer those (nothing was buffered), and the list must not grow
-// on a long stream. An answered Finalize is matched to the oldest one still waiting.
-func (u *Uplink) pruneFinalizes() {
-	s := u.s
-	i := 0
-	for i < len(s.finalizes) && s.finalizes[i].timedOut &&
-		float64(s.finalizes[i].pos)*audio.FrameDuration.Seconds() <= s.confirmed+0.001 {
-		i++
-	}
-	s.finalizes = s.finalizes[i:]
-}
-
-// confirmAll marks all audio sent on the stream as transcribed.
-func (u *Uplink) confirmAll() {
-	s := u.s
-	s.confirmed = float64(s.frames)*audio.FrameDuration.Seconds() + 1
-	s.finalizes = nil
-	u.trim()
-}
-
-// trim releases audio covered by finals.
-func (u *Uplink) trim() {
-	s := u.s
-	fd := audio.FrameDuration.Seconds()
-	keep := s.pieces[:0]
-	for _, p := range s.pieces {
-		i := 0
-		for i < len(p.frames) && float64(p.first+int64(i)+1)*fd <= s.confirmed+0.001 {
-			i++
-		}
-		p.first += int64(i)
-		p.frames = p.frames[i:]
-		if len(p.frames) == 0 {
-			p.frames = nil
-			if p.closed {
-				continue
-			}
-		}
-		keep = append(keep, p)
-	}
-	clear(s.pieces[len(keep):])
-	s.pieces = keep
-}
-
-// emitPending publishes the received finals as one utterance.
-func (u *Uplink) emitPending() {
-	s := u.s
-	if len(s.finals) == 0 {
-		return
-	}
-	finals := s.finals
-	s.finals = nil
-	ut := transcript.Utterance{Source: transcript.SourceLive, RequestID: s.reqID}
-	var texts []string
-	var conf float64
-	for _, r := range finals {
-		if t := strings.TrimSpace(r.Transcript); t != "" {
-			texts = append(texts, t)
-		}
-		conf += r.Confidence
-		for _, w := range r.Words {
-			ut.Words = append(ut.Words, transcript.Word{
-				Word: w.Word, Punctuated: w.Punctuated, Confidence: w.Confidence, Speaker: w.Speaker,
-				Start: s.tm.toWall(w.Start, false), End: s.tm.toWall(w.End, true),
-			})
-		}
-	}
-	ut.Text = strings.Join(texts, " ")
-	ut.Confidence = conf / float64(len(finals))
-	if n := len(ut.Words); n > 0 {
-		ut.Start, ut.End = ut.Words[0].Start, ut.Words[n-1].End
-	} else {
-		first, last := finals[0], finals[len(finals)-1]
-		ut.Start, ut.End = s.tm.toWall(first.Start, false), s.tm.toWall(last.Start+last.Duration, true)
-	}
-	if ut.Text == "" {
-		return
-	}
-	u.st.utterances.Add(1)
-	if u.h.Utterance != nil {
-		u.h.Utterance(ut)
-	}
-}
-
-func (u *Uplink) onConnError(ev connEvent) {
-	s := u.s
+func (u *Uplink) onConnError(ev connEvent, now time.Time) {
 	err := ev.err
 	cause, code, reason := "read-error", 0, ""
 	if ev.writer {
@@ -955,11 +856,15 @@ func (u *Uplink) onConnError(ev connEvent) {
 		default:
 			cause = fmt.Sprintf("close-%d", ce.Code)
 		}
-	case errors.As(err, &ne) && ne.Timeout() && !ev.writer:
-		cause = "half-open" // no pong and no message within the read deadline
+	case errors.As(err, &ne) && ne.Timeout():
+		if ev.writer {
+			cause = "write-timeout" // the service stopped reading
+		} else {
+			cause = "half-open" // no pong and no message within PongWait
+		}
 	}
-	graceful := s.closing && (cause == "normal" || s.metadata)
-	u.endStream(cause, graceful, code, reason, err)
+	graceful := u.phase() == phClosing && (cause == "normal" || ev.c.metadataSeen(u))
+	u.endConn(now, cause, graceful, code, reason, err)
 }
 
 // reasonHas matches a Deepgram error code inside a close reason. The protocol requires
@@ -970,30 +875,41 @@ func reasonHas(reason, code string) bool {
 	return strings.Contains(r, code)
 }
 
-// endStream tears the current stream down. Order matters: first publish the finals already
-// received, then hand the audio they do not cover to Unconfirmed, so no word is lost and
-// none is published twice.
-func (u *Uplink) endStream(cause string, graceful bool, code int, reason string, err error) {
-	s := u.s
-	if graceful && s.metadata {
-		u.confirmAll()
+// endConn ends the current connection. The ledger first: the connection's incomplete
+// segments wait for the next one (or go to the spool), and its writer finds nothing more
+// to send. Then the goroutines are stopped and waited for, so a new connection never
+// overlaps the old one.
+func (u *Uplink) endConn(now time.Time, cause string, graceful bool, code int, reason string, err error) {
+	u.mu.Lock()
+	c := u.conn
+	if c == nil {
+		u.mu.Unlock()
+		return
 	}
-	u.emitPending()
-	why := "stream " + cause
-	for _, p := range s.pieces {
-		if len(p.frames) > 0 {
-			u.unconfirmed(p.frames, why)
+	idle := u.idleEnd
+	u.led.lost(c.epoch, now)
+	u.conn, u.idleEnd = nil, false
+	audioS := float64(u.st.framesSent.Load()) * audio.FrameDuration.Seconds()
+	var retryAt time.Time
+	if graceful {
+		u.setPhase(phIdle, time.Time{})
+	} else {
+		if now.Sub(c.opened) >= u.cfg.StableAfter {
+			u.failures = 0 // it had been fine for a while: this is a new streak
 		}
+		if cause != "normal" {
+			u.failures++
+		}
+		retryAt = now.Add(u.backoff())
+		u.refused = false
+		u.setPhase(phBackoff, retryAt)
+		u.led.setNoConnUntil(retryAt, "backoff", false, now)
 	}
-	// The open segment goes on: its next frames start a new piece on the next stream.
-	if n := len(s.pieces); n > 0 && !s.pieces[n-1].closed && u.open != nil && !u.open.spool {
-		u.backlog = append([]input{{kind: inStart}}, u.backlog...)
-	}
-	s.c.shutdown()
-	u.s = nil
-	now := time.Now()
-	attrs := map[string]any{"request_id": s.reqID, "cause": cause, "code": code, "reason": reason,
-		"up_s": now.Sub(s.openedAt).Seconds()}
+	u.mu.Unlock()
+	c.shutdown(graceful || cause == "normal", u.events)
+
+	attrs := map[string]any{"request_id": c.reqID, "cause": cause, "code": code, "reason": reason,
+		"up_s": now.Sub(c.opened).Seconds()}
 	errText := ""
 	if err != nil && !graceful {
 		errText = err.Error()
@@ -1001,214 +917,50 @@ func (u *Uplink) endStream(cause string, graceful bool, code int, reason string,
 	}
 	// Counters and state first, then logs and events, so whoever sees the event sees them.
 	if graceful {
-		if s.idle {
+		if idle {
 			u.st.idleCloses.Add(1)
 		}
-		u.setState(StateIdle, "", s.reqID, time.Time{})
+		u.setState(StateIdle, "", c.reqID, time.Time{})
 	} else {
 		u.st.mu.Lock()
 		u.st.reconnects[cause]++
 		u.st.mu.Unlock()
-		if cause != "normal" {
-			u.failures++
-		}
-		u.retryAt = now.Add(u.backoff())
 		stErr := errText
 		if reason != "" {
 			stErr = fmt.Sprintf("closed %d: %s", code, reason)
 		}
-		u.setState(StateBackoff, stErr, s.reqID, u.retryAt)
+		u.setState(StateBackoff, stErr, c.reqID, retryAt)
 	}
-	logAttrs := []any{"code", code, "reason", reason, "request_id", s.reqID, "cause", cause,
-		"audio_s", float64(s.frames) * audio.FrameDuration.Seconds()}
+	logAttrs := []any{"code", code, "reason", reason, "request_id", c.reqID, "cause", cause, "audio_sent_s", audioS}
 	switch {
 	case graceful:
 		u.log.Info("stream closed", logAttrs...)
 	case cause == "data-0000":
 		u.log.Error("stream closed: the service could not decode our audio", append(logAttrs, "err", err)...)
-		u.event("audio_rejected", map[string]any{"request_id": s.reqID, "reason": reason})
+		u.event("audio_rejected", map[string]any{"request_id": c.reqID, "reason": reason})
 	default:
 		u.log.Warn("stream lost", append(logAttrs, "err", err)...)
 	}
 	u.event("stream_closed", attrs)
-	if u.closing {
-		u.maybeDial(now)
-		return
-	}
-	if len(u.backlog) > 0 {
-		if u.retryAt.Sub(now) > u.cfg.MaxBacklog-time.Duration(u.backlogFrames)*audio.FrameDuration {
-			u.abandonBacklog("backoff")
-		}
-		u.maybeDial(now)
-	}
-}
-
-// beginStreamClose queues CloseStream behind all audio; the stream ends when the service
-// closes it (after Metadata) or at the deadline.
-func (u *Uplink) beginStreamClose() {
-	s := u.s
-	if s.closing {
-		return
-	}
-	s.closing = true
-	s.closeDeadline = time.Now().Add(u.cfg.CloseTimeout)
-	if u.closing && u.closeDeadline.Before(s.closeDeadline) {
-		s.closeDeadline = u.closeDeadline
-	}
-	u.setState(StateClosing, "", s.reqID, time.Time{})
-	if !s.c.send(outMsg{kind: outCloseStream}) {
-		u.endStream("queue-overflow", false, 0, "", errors.New("write queue full: the service stopped reading"))
-	}
-}
-
-func (u *Uplink) beginClose() {
-	u.mu.Lock()
-	wait := u.closeWait
-	u.mu.Unlock()
-	u.closing = true
-	u.closeDeadline = time.Now().Add(wait)
-	u.drainInputs()
-	if u.open != nil {
-		u.segEnd()
-	}
-	switch {
-	case u.s != nil && !u.s.closing:
-		u.beginStreamClose()
-	case u.s == nil && !u.dialing:
-		u.maybeDial(time.Now())
-	}
-}
-
-func (u *Uplink) nextWake() time.Time {
-	var w time.Time
-	at := func(t time.Time) {
-		if !t.IsZero() && (w.IsZero() || t.Before(w)) {
-			w = t
-		}
-	}
-	if u.closing {
-		at(u.closeDeadline)
-	}
-	if s := u.s; s != nil {
-		if s.closing {
-			at(s.closeDeadline)
-		}
-		for _, f := range s.finalizes {
-			if !f.timedOut {
-				at(f.deadline)
-				break
-			}
-		}
-		if !s.unansweredSince.IsZero() {
-			at(s.unansweredSince.Add(u.cfg.ResultTimeout))
-		}
-		if !s.stable {
-			at(s.openedAt.Add(u.cfg.StableAfter))
-		}
-		if u.cfg.IdleClose > 0 && !s.closing && u.open == nil && len(u.backlog) == 0 {
-			at(maxTime(u.lastSpeech, s.openedAt).Add(u.cfg.IdleClose))
-		}
-	} else if !u.dialing && !u.retryAt.IsZero() {
-		if len(u.backlog) > 0 || u.State().State == StateBackoff {
-			at(u.retryAt)
-		}
-	}
-	return w
-}
-
-func maxTime(a, b time.Time) time.Time {
-	if a.After(b) {
-		return a
-	}
-	return b
-}
-
-func (u *Uplink) onTimer(now time.Time) {
-	if u.closing && !now.Before(u.closeDeadline) {
-		if u.dialing {
-			u.dialCancel()
-		}
-		if u.s != nil {
-			u.endStream("close-timeout", false, 0, "", errors.New("no close from the service in time"))
-		}
-		return
-	}
-	if s := u.s; s != nil {
-		if s.closing && !now.Before(s.closeDeadline) {
-			u.endStream("close-timeout", false, 0, "", errors.New("no close from the service in time"))
-			return
-		}
-		for i := range s.finalizes {
-			f := &s.finalizes[i]
-			if !f.timedOut && !now.Before(f.deadline) {
-				// The service did not answer the Finalize in time: publish what we have;
-				// the audio stays held until a later final or the stream end covers it.
-				f.timedOut = true
-				u.log.Debug("finalize not answered in time", "request_id", s.reqID)
-				u.emitPending()
-			}
-		}
-		u.pruneFinalizes()
-		if !s.unansweredSince.IsZero() && now.Sub(s.unansweredSince) >= u.cfg.ResultTimeout {
-			u.endStream("result-timeout", false, 0, "", fmt.Errorf("no message from the service for %s after audio", u.cfg.ResultTimeout))
-			return
-		}
-		if !s.stable && now.Sub(s.openedAt) >= u.cfg.StableAfter {
-			s.stable, u.failures = true, 0
-		}
-		if u.cfg.IdleClose > 0 && !s.closing && u.open == nil && len(u.backlog) == 0 &&
-			now.Sub(maxTime(u.lastSpeech, s.openedAt)) >= u.cfg.IdleClose {
-			u.log.Debug("closing idle stream", "request_id", s.reqID)
-			s.idle = true
-			u.beginStreamClose()
-		}
-		return
-	}
-	if !u.dialing && !now.Before(u.retryAt) {
-		if len(u.backlog) > 0 {
-			u.maybeDial(now)
-		} else if st := u.State().State; st == StateBackoff {
-			u.setState(StateIdle, "", "", time.Time{})
-		}
-	}
 }
 
 // abort ends everything at once (Run's context is done).
 func (u *Uplink) abort() {
-	if u.dialing {
-		u.dialCancel()
+	u.mu.Lock()
+	u.stopped, u.stopping = true, true
+	cancel := u.dialCancel
+	u.mu.Unlock()
+	if cancel != nil {
+		cancel()
 		r := <-u.dialCh
-		u.dialing = false
 		if r.ws != nil {
 			r.ws.Close()
 		}
 	}
-	u.closing = true
-	if u.s != nil {
-		u.endStream("stopped", false, 0, "", errors.New("stopped"))
+	if u.phase() == phConnected || u.phase() == phClosing {
+		u.endConn(time.Now(), "stopped", false, 0, "", errors.New("stopped"))
 	}
-	u.drainInputs()
-	u.segEnd()
-	u.finish()
-}
-
-// finish hands whatever is left to Unconfirmed; Run returns after it.
-func (u *Uplink) finish() {
 	u.mu.Lock()
-	u.stopped = true
-	if u.space != nil { // wake a blocked Frame: it will see stopped
-		close(u.space)
-		u.space = nil
-	}
+	u.stopNow(time.Now())
 	u.mu.Unlock()
-	if u.open != nil {
-		u.segEnd()
-	}
-	u.abandonBacklog("stopping")
-	if o := u.open; o != nil && len(o.buf) > 0 {
-		u.unconfirmed(o.buf, o.reason)
-		o.buf = nil
-	}
-	u.open = nil
-	u.setState(StateStopped, "", "", time.Time{})
 }
