@@ -13,6 +13,8 @@
 //   - the audio loop (Run's own goroutine): capture frames → gate → uplink; the only
 //     goroutine that touches the gate, so live VAD changes are handed to it over a channel;
 //   - the live uplink's Run, which owns its connection goroutines;
+//   - the spool writer: whole segments the uplink hands over are written (fsync) here,
+//     never on the uplink's goroutine;
 //   - the spool uploader's Run;
 //   - the housekeeping loop: periodic health, state changes, systemd status.
 //
@@ -20,7 +22,8 @@
 //  1. stop capture: no new audio enters;
 //  2. flush the gate: an open segment is closed, so its end reaches the uplink;
 //  3. close the live uplink: CloseStream behind all queued audio, read until Metadata
-//     (bounded), deliver what arrived, hand unconfirmed audio to the spool;
+//     (bounded), deliver what arrived, hand every other segment whole to the spool writer,
+//     then let the spool writer finish;
 //  4. stop the uploader (after a bounded drain when the input was a file, so a file run
 //     prints everything it can): the spool keeps whatever is left for the next start;
 //  5. publish the final state and availability offline, flush and disconnect MQTT: last, so
@@ -106,7 +109,8 @@ type Agent struct {
 	seq     atomic.Uint64
 	muted   atomic.Bool
 
-	vadCh chan vad.Config // live VAD changes, consumed by the audio loop
+	vadCh   chan vad.Config   // live VAD changes, consumed by the audio loop
+	toSpool chan live.Segment // segments the uplink gives up on, consumed by spoolWriter
 
 	pub      publisher
 	spool    *spool.Spool
@@ -137,7 +141,7 @@ func New(opts Options) (*Agent, error) {
 		opts.Stdin = os.Stdin
 	}
 	a := &Agent{opts: opts, log: opts.Logger.With("component", "agent"), loaded: opts.Loaded,
-		vadCh: make(chan vad.Config, 1)}
+		vadCh: make(chan vad.Config, 1), toSpool: make(chan live.Segment, spoolQueue)}
 	a.st.init(a)
 	return a, nil
 }
@@ -230,7 +234,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer upCancel()
 	hkCtx, hkCancel := context.WithCancel(context.Background())
 	defer hkCancel()
-	upDone, hkDone := make(chan struct{}), make(chan struct{})
+	upDone, hkDone, spDone := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	go func() { defer close(spDone); a.spoolWriter() }()
 	go func() { defer close(upDone); a.uplink.Run(upCtx) }()
 	go func() { defer close(hkDone); a.housekeeping(hkCtx) }()
 
@@ -252,6 +257,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	// the spool: wait for it before looking at the spool.
 	upCancel()
 	<-upDone
+	close(a.toSpool) // the uplink hands over nothing more
+	<-spDone
 	if fileEnded {
 		a.drainSpool(30 * time.Second)
 	}
@@ -443,7 +450,7 @@ func (a *Agent) liveConfig(cfg config.Config, key string) live.Config {
 	return live.Config{
 		URL: d.URL, APIKey: key, Options: live.Query(d),
 		KeepAlive: d.KeepAlive.D(), IdleClose: d.IdleClose.D(), ConnectTimeout: d.ConnectTimeout.D(),
-		ResultTimeout: d.ResultTimeout.D(), Interim: d.InterimResults,
+		Interim: d.InterimResults,
 		// A file or stdin read faster than real time can wait for the uplink; a microphone
 		// cannot, and its audio loop must never block.
 		Blocking: cfg.Capture.Input != "" && !cfg.Capture.Realtime,
@@ -451,8 +458,9 @@ func (a *Agent) liveConfig(cfg config.Config, key string) live.Config {
 	}
 }
 
-// liveHandler adapts the uplink's callbacks. They run on the uplink's goroutines; each
-// does bounded work (a durable queue append, a spool write) and never waits on the network.
+// liveHandler adapts the uplink's callbacks. They run on the uplink's Run goroutine, never
+// on the audio path; none writes to disk itself (a segment for the spool goes to the spool
+// writer) or waits on the network.
 func (a *Agent) liveHandler() live.Handler {
 	return live.Handler{
 		Utterance: func(u transcript.Utterance) { a.publishUtterance(u) },
@@ -460,7 +468,9 @@ func (a *Agent) liveHandler() live.Handler {
 			a.pub.PublishInterim(map[string]any{"text": text, "start": transcript.FormatTime(start),
 				"end": transcript.FormatTime(end), "is_final": false})
 		},
-		Unconfirmed: func(seg live.Segment) { a.spoolSegment(seg) },
+		// A full queue (the disk is slower than the faults) holds the uplink's results
+		// back, never the audio, and loses nothing.
+		Unconfirmed: func(seg live.Segment) { a.toSpool <- seg },
 		Event: func(ev live.Event) {
 			a.event(ev.Type, ev.At, ev.Attrs)
 		},
@@ -472,8 +482,18 @@ func (a *Agent) liveHandler() live.Handler {
 	}
 }
 
-// spoolSegment stores audio the live stream could not transcribe. A failure here is the
-// one place speech can be lost, so it is logged loudly and counted.
+// spoolQueue bounds the segments waiting for the spool writer (each at most a few MB).
+const spoolQueue = 16
+
+// spoolWriter writes the segments the uplink hands over until toSpool is closed.
+func (a *Agent) spoolWriter() {
+	for seg := range a.toSpool {
+		a.spoolSegment(seg)
+	}
+}
+
+// spoolSegment stores a segment the live stream could not transcribe. A failure here is
+// the one place speech can be lost, so it is logged loudly and counted.
 func (a *Agent) spoolSegment(seg live.Segment) {
 	if len(seg.Frames) == 0 {
 		return

@@ -352,17 +352,7 @@ func TestRunTranscribesAndMapsTimes(t *testing.T) {
 // referenceEmulator starts an emulator whose transcripts are content-addressed: whichever
 // path carries a piece of a demo sentence (live or spool), it gets that piece's words, so a
 // test can check the words end to end. It is closed when the test ends.
-func referenceEmulator(t testing.TB) *dgemu.Server {
-	t.Helper()
-	dir := filepath.Join("..", "testdata", "demo")
-	ref, err := dgemu.LoadReference(filepath.Join(dir, "sample.wav"), filepath.Join(dir, "sample.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	emu := dgemu.NewServer(dgemu.Config{Reference: ref})
-	t.Cleanup(emu.Close)
-	return emu
-}
+func referenceEmulator(t testing.TB) *dgemu.Server { return referenceEmulatorWith(t, dgemu.Config{}) }
 
 // feedSentence feeds sentence i of the demo with 0.6 s of lead-in and tail, then gap
 // seconds of silence, and returns its known span in fed-audio seconds (from pos).
@@ -377,11 +367,11 @@ func (h *harness) feedSentence(d *demo, i int, pos *float64, gap float64) span {
 	return known
 }
 
-// TestDropMidUtteranceGoesToSpool cuts the TCP connection in the middle of the second
-// sentence and refuses the next reconnects: the part of the sentence without a live final
-// must come back from the spool through the pre-recorded endpoint, with its original
-// capture times and source "spool", and no audio may be transcribed twice.
-func TestDropMidUtteranceGoesToSpool(t *testing.T) {
+// TestDropMidUtteranceReplaysWhole cuts the TCP connection one second into the second
+// sentence and refuses the next two reconnects (a short outage): the sentence is replayed
+// whole on the new connection, from the first frame of its segment, and published once, live,
+// whole, with its capture times; nothing goes to the spool.
+func TestDropMidUtteranceReplaysWhole(t *testing.T) {
 	leaktest.Check(t) // first, so it runs after every other cleanup (broker, emulator, agent)
 	d := loadDemo(t)
 	emu := referenceEmulator(t)
@@ -398,72 +388,135 @@ func TestDropMidUtteranceGoesToSpool(t *testing.T) {
 	if len(sessions) != 1 {
 		t.Fatalf("%d sessions, want 1", len(sessions))
 	}
-	// Cut one second into the next sentence's speech (pre-roll is 0.5 s), and refuse the
-	// next two reconnects so the rest of the sentence cannot go live either.
-	emu.DropAfterAudio(sessions[0].AudioBytes + int64(1.5*audio.SampleRate*2))
+	// Cut one second into the next sentence's speech (pre-roll is 0.6 s).
+	emu.DropAfterAudio(sessions[0].AudioBytes + int64(1.6*audio.SampleRate*2))
 	emu.RefuseHandshakes(dgemu.Times(2, dgemu.Refusal{Status: 503})...)
 	known = append(known, h.feedSentence(d, 1, &pos, 4))
 	known = append(known, h.feedSentence(d, 2, &pos, 3))
 	h.endInput()
 
 	got := append([]transcript.Utterance{first}, h.rest()...)
+	checkSentences(t, sortedByStart(got), d.lines[:3])
+	t0 := first.Start.Add(-time.Duration(known[0].Start * float64(time.Second)))
+	for i, u := range got {
+		if u.Source != transcript.SourceLive {
+			t.Errorf("utterance %d from %s, want live", i, u.Source)
+		}
+		at := func(s float64) time.Time { return t0.Add(time.Duration(s * float64(time.Second))) }
+		if i < len(known) && (u.Start.Before(at(known[i].Start-0.2)) || u.End.After(at(known[i].End+0.2))) {
+			t.Errorf("utterance %d at %s..%s, spoken at %.2f..%.2f", i, u.Start.Sub(t0), u.End.Sub(t0), known[i].Start, known[i].End)
+		}
+	}
+	ss := emu.Sessions()
+	if len(ss) != 2 || !ss[0].Dropped {
+		t.Fatalf("sessions %+v", ss)
+	}
+	if got[1].RequestID != ss[1].RequestID {
+		t.Errorf("second sentence from %s, want the second connection %s", got[1].RequestID, ss[1].RequestID)
+	}
+	if st := h.agent.uplink.Stats(); st.Replays != 1 || st.UnconfirmedSegments != 0 || len(emu.Requests()) != 0 {
+		t.Errorf("replays %d, spooled %d, uploads %d", st.Replays, st.UnconfirmedSegments, len(emu.Requests()))
+	}
+	emu.Close()
+}
+
+// TestOutageSpoolsWholeUtterance cuts the connection one second into the second sentence
+// and keeps the service away for longer than a segment may wait (a 429 asking for 10 s):
+// the whole sentence goes to the spool and comes back through the pre-recorded endpoint,
+// once, whole, with its original capture times and source "spool" — never half live and
+// half spooled.
+func TestOutageSpoolsWholeUtterance(t *testing.T) {
+	leaktest.Check(t)
+	d := loadDemo(t)
+	emu := referenceEmulator(t)
+	h := newHarness(t, emu, "capture:\n  realtime: true\n")
+	h.start()
+	pos := 0.0
+	var known []span
+	known = append(known, h.feedSentence(d, 0, &pos, 3))
+	first := h.next(20 * time.Second)
+	sessions := emu.Sessions()
+	emu.DropAfterAudio(sessions[0].AudioBytes + int64(1.6*audio.SampleRate*2))
+	emu.RefuseHandshakes(dgemu.Refusal{Status: 429, RetryAfter: "10"})
+	known = append(known, h.feedSentence(d, 1, &pos, 3))
+	known = append(known, h.feedSentence(d, 2, &pos, 3))
+	h.endInput()
+
+	got := sortedByStart(append([]transcript.Utterance{first}, h.rest()...))
+	checkSentences(t, got, d.lines[:3])
+	if len(got) < 2 || got[1].Source != transcript.SourceSpool || got[1].RequestID == "" {
+		t.Fatalf("second sentence %+v, want it from the spool", got)
+	}
 	t0 := first.Start.Add(-time.Duration(known[0].Start * float64(time.Second)))
 	at := func(s float64) time.Time { return t0.Add(time.Duration(s * float64(time.Second))) }
-	var spooled []transcript.Utterance
-	for i, u := range got {
-		t.Logf("utterance %d: %s %s..%s %q", i, u.Source, u.Start.Sub(t0), u.End.Sub(t0), u.Text)
-		if u.Source == transcript.SourceSpool {
-			spooled = append(spooled, u)
-		}
-		for _, v := range got[i+1:] {
-			if u.Start.Before(v.End) && v.Start.Before(u.End) {
-				t.Errorf("utterances overlap in time (audio transcribed twice): %s..%s and %s..%s",
-					u.Start.Sub(t0), u.End.Sub(t0), v.Start.Sub(t0), v.End.Sub(t0))
-			}
-		}
+	if u := got[1]; u.Start.Before(at(known[1].Start-0.2)) || u.End.After(at(known[1].End+0.2)) {
+		t.Errorf("spooled utterance at %s..%s, spoken at %.2f..%.2f", u.Start.Sub(t0), u.End.Sub(t0), known[1].Start, known[1].End)
 	}
-	if len(spooled) == 0 {
-		t.Fatal("nothing came from the spool")
-	}
-	// The spooled audio is the second sentence: it lies within it, times mapped from the file.
-	lo, hi := at(known[1].Start-0.2), at(known[1].End+0.2)
-	for _, u := range spooled {
-		if u.Start.Before(lo) || u.End.After(hi) || u.Text == "" || u.RequestID == "" {
-			t.Errorf("spooled utterance %s..%s %q outside the second sentence %s..%s", u.Start.Sub(t0), u.End.Sub(t0), u.Text,
-				lo.Sub(t0), hi.Sub(t0))
-		}
-	}
-	// Every pre-recorded request corresponds to one published utterance: none repeated.
+	// The whole segment went up once: one successful upload per spooled utterance.
 	var posts int
 	for _, r := range emu.Requests() {
 		if r.Status == 200 {
 			posts++
 		}
 	}
-	if posts != len(spooled) {
-		t.Errorf("%d successful uploads, %d spooled utterances published", posts, len(spooled))
+	if spooled := countSource(got, transcript.SourceSpool); posts != spooled {
+		t.Errorf("%d successful uploads, %d spooled utterances published", posts, spooled)
 	}
-	// The third sentence is heard: live again (or spooled, if the reconnect was still
-	// backing off), and covered by some utterance.
-	covered := false
-	for _, u := range got {
-		if !u.End.Before(at(known[2].Start)) && !u.Start.After(at(known[2].End)) {
-			covered = true
+	emu.Close()
+}
+
+// TestQuietServiceOneConnection is the end-to-end check of a service that never answers
+// silence: a multi-sentence file run in real time against an emulator that sends no
+// results for wordless audio and leaves a Finalize with nothing pending unanswered, with a
+// pause of 18 s in the middle (longer than the result timeout that used to tear such a
+// stream down, shorter than the idle close). Every sentence is published once and whole,
+// live, with no reconnect: the uplink's reconnect counter stays at zero and the emulator
+// saw one connection.
+func TestQuietServiceOneConnection(t *testing.T) {
+	leaktest.Check(t)
+	d := loadDemo(t)
+	emu := referenceEmulatorWith(t, dgemu.Config{Quiet: dgemu.Modes["quiet"]})
+	// The demo recording twice with 18 s of silence between: eight sentences, 48 s.
+	wav := filepath.Join(t.TempDir(), "twice.wav")
+	pcm := append(append(d.pcm(0, 100), silence(18)...), d.pcm(0, 100)...)
+	if err := os.WriteFile(wav, append(audio.WAVHeader(len(pcm)), pcm...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h := newHarness(t, emu, "capture:\n  input: "+wav+"\n  realtime: true\n")
+	h.start()
+	select {
+	case err := <-h.done:
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.done <- nil
+	case <-time.After(120 * time.Second):
+		t.Fatal("the file run did not end")
+	}
+	got := h.rest()
+	want := append(append([]string(nil), d.lines...), d.lines...)
+	checkSentences(t, got, want)
+	for i, u := range got {
+		if u.Source != transcript.SourceLive {
+			t.Errorf("utterance %d from %s", i, u.Source)
 		}
 	}
-	if !covered {
-		t.Error("the third sentence was lost")
+	st := h.agent.uplink.Stats()
+	ss := emu.Sessions()
+	var finalizeAnswers int
+	for _, s := range ss {
+		finalizeAnswers += s.FromFinalize
 	}
-	// Word by word, in capture order, what was published is what was said: the piece from
-	// the spool and the piece streamed after the reconnect add up to the second sentence.
-	var words []string
-	for _, u := range sortedByStart(got) {
-		for _, w := range u.Words {
-			words = append(words, w.Punctuated)
-		}
+	t.Logf("%d utterances, %d by the Finalize grace; %d sessions, reconnects %v, %d Finalizes, %d answered",
+		len(got), st.GraceCompleted, len(ss), st.Reconnects, st.Finalizes, finalizeAnswers)
+	if n := len(st.Reconnects); n != 0 || len(ss) != 1 {
+		t.Errorf("reconnects %v, %d connections: want none and one", st.Reconnects, len(ss))
 	}
-	if want := strings.Join(d.lines[:3], " "); strings.Join(words, " ") != want {
-		t.Errorf("published words\n%q\nwant\n%q", strings.Join(words, " "), want)
+	if ss[0].CloseStreams != 1 || !ss[0].MetadataSent || ss[0].CloseCode != 1000 {
+		t.Errorf("the one connection ended with CloseStream %d, Metadata %v, close %d", ss[0].CloseStreams, ss[0].MetadataSent, ss[0].CloseCode)
+	}
+	if st.GraceCompleted == 0 {
+		t.Error("no segment completed by the grace: the emulator was not quiet")
 	}
 	emu.Close()
 }

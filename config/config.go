@@ -80,8 +80,10 @@ type Deepgram struct {
 	IdleClose Duration `yaml:"idle_close" json:"idle_close"`
 	// ConnectTimeout bounds the websocket handshake.
 	ConnectTimeout Duration `yaml:"connect_timeout" json:"connect_timeout"`
-	// ResultTimeout is how long sent audio may go unanswered before the connection is
-	// treated as half-open and replaced.
+	// ResultTimeout is no longer used: a service that sends nothing for silence or leaves
+	// a Finalize unanswered is healthy, and dead connections are found by websocket
+	// ping/pong and write deadlines. The key is still accepted (and validated) so that
+	// existing configuration files load.
 	ResultTimeout Duration `yaml:"result_timeout" json:"result_timeout"`
 }
 
