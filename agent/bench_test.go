@@ -12,16 +12,30 @@ import (
 
 // BenchmarkEndOfSpeechToTranscript measures, on the whole agent in real time, the time from
 // the end of the last word of an utterance (its capture wall-clock time) to the moment its
-// JSON line is written, with the emulator answering at once. It includes the gate's
-// hangover, the Finalize round trip and assembly. Each iteration streams the four demo
-// sentences (about 22 s); run with -benchtime 1x.
+// JSON line is written. It includes the gate's hangover (the segment must end: one
+// transcript per segment), the Finalize round trip and assembly. "answering": the emulator
+// answers the Finalize at once; "quiet": it leaves a Finalize with only silence pending
+// unanswered, so the segment completes after the Finalize grace and a ping's round trip.
+// Each iteration streams the four demo sentences (about 22 s); run with -benchtime 1x.
 //
 //	go test -run '^$' -bench EndOfSpeech -benchtime 1x -count 3 ./agent
 func BenchmarkEndOfSpeechToTranscript(b *testing.B) {
+	for _, mode := range []string{"answering", "quiet"} {
+		b.Run(mode, func(b *testing.B) {
+			q := dgemu.Quiet{}
+			if mode == "quiet" {
+				q = dgemu.Modes["quiet"]
+			}
+			benchEndOfSpeech(b, q)
+		})
+	}
+}
+
+func benchEndOfSpeech(b *testing.B, q dgemu.Quiet) {
 	d := loadDemo(b)
 	var lat []time.Duration
 	for i := 0; i < b.N; i++ {
-		emu := dgemu.NewServer(dgemu.Config{Utterances: d.lines})
+		emu := dgemu.NewServer(dgemu.Config{Utterances: d.lines, Quiet: q})
 		h := newHarness(b, emu, "capture:\n  realtime: true\n")
 		h.start()
 		arrivals := make(chan time.Duration, 16)

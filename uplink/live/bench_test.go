@@ -2,8 +2,12 @@ package live
 
 import (
 	"context"
+	"fmt"
+	"io"
+	"net"
 	"runtime"
 	"slices"
+	"syscall"
 	"testing"
 	"time"
 
@@ -72,4 +76,131 @@ func BenchmarkFrameToSocket(b *testing.B) {
 	for frames.Load() < int64(b.N+1) {
 		runtime.Gosched()
 	}
+}
+
+// BenchmarkReplay measures what a lost connection costs a segment: the time from the drop
+// (all of the segment's audio sent, its Finalize not yet answered) to the segment's
+// utterance published from the next connection, for segments of 2, 5 and 9 s, with the
+// emulator ingesting at 1.25x real time after a 1 s burst, as the service does. It includes
+// the reconnect backoff (50 to 100 ms with this harness's BackoffMin), the handshake, the
+// replay and the Finalize answer.
+//
+//	go test -run '^$' -bench Replay -benchtime 5x ./uplink/live
+func BenchmarkReplay(b *testing.B) {
+	for _, sec := range []int{2, 5, 9} {
+		b.Run(fmt.Sprintf("%ds", sec), func(b *testing.B) {
+			h := newHarness(b, dgemu.Config{RealtimeLimit: 1.25}, nil)
+			var lat []time.Duration
+			for i := 0; i < b.N; i++ {
+				fr := h.g.utter(3, 10*sec-5, 2)
+				h.u.SegmentStart(fr[0].Time)
+				feed(h.u, fr)
+				h.waitSession("audio", func(si dgemu.SessionInfo) bool { return !si.Closed && si.AudioMessages == len(fr) })
+				n := len(h.srv.Sessions())
+				t0 := time.Now()
+				h.srv.DropSessions()
+				h.u.SegmentEnd(fr[len(fr)-1].End())
+				h.r.wait(b, "utterance", func(r *rec) bool { return len(r.utts) == i+1 })
+				h.r.mu.Lock()
+				lat = append(lat, h.r.uttAt[i].Sub(t0))
+				h.r.mu.Unlock()
+				if m := len(h.srv.Sessions()); m != n+1 {
+					b.Fatalf("%d sessions after the drop, want %d", m, n+1)
+				}
+				h.g.skip(2 * time.Second)
+			}
+			b.StopTimer()
+			if st := h.u.Stats(); st.Replays != int64(b.N) || st.UnconfirmedSegments != 0 {
+				b.Fatalf("replays %d, spooled %d", st.Replays, st.UnconfirmedSegments)
+			}
+			slices.Sort(lat)
+			b.ReportMetric(float64(lat[len(lat)/2].Milliseconds()), "p50-ms")
+			b.ReportMetric(float64(lat[len(lat)-1].Milliseconds()), "max-ms")
+		})
+	}
+}
+
+// BenchmarkRealtimeCPU measures the process's CPU time (user+system) per audio second
+// while 100 ms frames are produced in real time (a ticker) and sent to a sink in the same
+// process, against two floors on this machine, where waking a goroutine is not free:
+//   - ticker: the ticker alone;
+//   - raw-tcp: the ticking goroutine writes each frame's 3208 bytes to a plain TCP socket
+//     (the least any client must do per frame), read by the sink;
+//   - uplink: Frame on the ticking goroutine, the uplink's writer goroutine framing and
+//     writing it, a segment (Finalize) every 2 s, pings and KeepAlives.
+//
+// The uplink's own cost is its difference to raw-tcp.
+//
+//	go test -run '^$' -bench RealtimeCPU -benchtime 1x -count 3 ./uplink/live
+func BenchmarkRealtimeCPU(b *testing.B) {
+	const audioSec = 10
+	run := func(b *testing.B, frame func(k int)) {
+		var cpu time.Duration
+		for i := 0; i < b.N; i++ {
+			before := cpuTime()
+			tick := time.NewTicker(audio.FrameDuration)
+			for k := range audioSec * 10 {
+				<-tick.C
+				frame(k)
+			}
+			tick.Stop()
+			cpu += cpuTime() - before
+		}
+		b.ReportMetric(float64(cpu.Microseconds())/1000/float64(b.N*audioSec), "cpu-ms/audio-s")
+	}
+	b.Run("ticker", func(b *testing.B) { run(b, func(int) {}) })
+	b.Run("raw-tcp", func(b *testing.B) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer ln.Close()
+		go func() {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+			_, _ = io.Copy(io.Discard, c)
+		}()
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer c.Close()
+		buf := make([]byte, 8+audio.FrameBytes)
+		run(b, func(int) {
+			_ = c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+			_, _ = c.Write(buf)
+		})
+	})
+	b.Run("uplink", func(b *testing.B) {
+		target, frames := sink(b)
+		u := New(Config{URL: target, APIKey: testKey, Options: url0(), Logger: testLogger(b)}, Handler{})
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- u.Run(ctx) }()
+		defer func() { cancel(); <-done }()
+		f := audio.Frame{Time: time.Now(), Samples: make([]int16, audio.FrameSamples)}
+		u.SegmentStart(f.Time)
+		u.Frame(f)
+		for frames.Load() < 1 { // connected
+			runtime.Gosched()
+		}
+		run(b, func(k int) {
+			if k%20 == 0 {
+				u.SegmentEnd(f.End())
+				u.SegmentStart(f.End())
+			}
+			f.Seq++
+			f.Time = f.Time.Add(audio.FrameDuration)
+			u.Frame(f)
+		})
+	})
+}
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
