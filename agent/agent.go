@@ -253,8 +253,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err := a.uplink.Close(stopCtx); err != nil {
 		a.log.Warn("live uplink did not close cleanly", "err", err)
 	}
-	// The uplink's Run goroutine delivers the last results and hands unconfirmed audio to
-	// the spool: wait for it before looking at the spool.
+	// The uplink's Run goroutine delivers the last results and hands every segment it did
+	// not complete to the spool writer: wait for both before looking at the spool.
 	upCancel()
 	<-upDone
 	close(a.toSpool) // the uplink hands over nothing more
@@ -499,10 +499,7 @@ func (a *Agent) spoolSegment(seg live.Segment) {
 		return
 	}
 	cfg := a.cfg()
-	samples := make([]int16, 0, len(seg.Frames)*audio.FrameSamples)
-	for _, f := range seg.Frames {
-		samples = append(samples, f.Samples...)
-	}
+	samples := segmentSamples(seg.Frames)
 	meta := spool.Meta{Start: seg.Start, DeviceID: cfg.DeviceID, Options: batchOptions(cfg.Deepgram), Reason: seg.Reason}
 	if _, err := a.spool.Put(meta, samples); err != nil {
 		a.counters.spoolErrors.Add(1)
@@ -515,6 +512,29 @@ func (a *Agent) spoolSegment(seg live.Segment) {
 		"seconds": float64(len(samples)) / audio.SampleRate, "reason": seg.Reason})
 	a.st.touchSpool()
 	a.uploader.Kick()
+}
+
+// maxGapFrames bounds the silence segmentSamples puts in for frames capture dropped.
+const maxGapFrames = 600
+
+// segmentSamples joins a segment's frames for the spool. Frames capture dropped inside the
+// segment (a gap in Seq) become silence, so that file seconds map linearly back to capture
+// time from the segment's start, as the uploader maps them.
+func segmentSamples(frames []audio.Frame) []int16 {
+	n := len(frames)
+	if n > 0 {
+		n += min(int(frames[len(frames)-1].Seq-frames[0].Seq)+1-n, maxGapFrames)
+	}
+	samples := make([]int16, 0, n*audio.FrameSamples)
+	for i, f := range frames {
+		if i > 0 && f.Seq > frames[i-1].Seq+1 {
+			if missing := int(f.Seq - frames[i-1].Seq - 1); missing <= maxGapFrames {
+				samples = append(samples, make([]int16, missing*audio.FrameSamples)...)
+			}
+		}
+		samples = append(samples, f.Samples...)
+	}
+	return samples
 }
 
 // batchOptions are the pre-recorded query options matching the live ones, without the raw
