@@ -111,10 +111,9 @@ const (
 	segSpool                   // decided: spooled whole when it ends
 )
 
-// segment is one gate segment.
+// segment is one gate segment. Its capture times are its frames' own.
 type segment struct {
 	id     uint64
-	start  time.Time
 	frames []audio.Frame
 	ended  bool
 	state  segState
@@ -138,7 +137,8 @@ type segment struct {
 
 func (s *segment) streamEnd() float64 { return float64(s.k0+int64(len(s.frames))) * frameSec }
 
-// complete reports whether every frame (and so the Finalize position) was handed out.
+// allTaken reports whether the segment ended and every frame of it was handed to the
+// writer (its Finalize is next, or went).
 func (s *segment) allTaken() bool { return s.ended && s.taken == len(s.frames) }
 
 // connLedger is what the ledger knows of one connection.
@@ -146,14 +146,14 @@ type connLedger struct {
 	epoch uint64
 	reqID string
 
-	frames    int64      // the stream clock: frames handed to the writer
-	runs      []*segment // its live segments, stream order (incomplete ones only)
-	done      []doneRun  // completed segments, for late finals (bounded)
-	finalEnd  float64    // highest stream time a final reached
-	busyUntil time.Time  // estimated time the service has ingested everything sent
-	heardAt   time.Time  // last pong or message
-	probedAt  time.Time  // last probe (ping) asked for by the grace rule
-	slowest   time.Duration
+	frames    int64              // the stream clock: frames handed to the writer
+	runs      []*segment         // its live segments, stream order (incomplete ones only)
+	done      []doneRun          // completed segments, for late finals (bounded)
+	finalEnd  float64            // highest stream time a final reached
+	busyUntil time.Time          // estimated time the service has ingested everything sent
+	heardAt   time.Time          // last pong or message
+	probedAt  time.Time          // last probe (ping) asked for by the grace rule
+	slowest   time.Duration      // the slowest Finalize answer seen (rule 6c)
 	seen      map[int64]struct{} // start times (µs) of the words taken, for duplicates
 
 	closing    bool // no new segments; CloseStream after the last item
@@ -224,14 +224,14 @@ func framesIn(d time.Duration) int { return int(d / audio.FrameDuration) }
 
 // ---- input: the gate's segments ----
 
-// start opens a segment whose first sample was captured at t (an open one is ended first).
-func (l *ledger) start(t, now time.Time) {
+// start opens a segment (an open one is ended first).
+func (l *ledger) start(now time.Time) {
 	if l.open != nil {
 		l.end(now)
 	}
 	l.nextID++
 	l.n.segments++
-	s := &segment{id: l.nextID, start: t, frames: l.buffer()}
+	s := &segment{id: l.nextID, frames: l.buffer()}
 	l.open = s
 	l.segs = append(l.segs, s)
 	if c := l.conn; c != nil && !c.closing {
@@ -249,12 +249,12 @@ func (l *ledger) frame(f audio.Frame, now time.Time) (wake bool) {
 		return false
 	}
 	if l.open == nil {
-		l.start(f.Time, now)
+		l.start(now)
 	} else if len(l.open.frames) >= framesIn(l.cfg.MaxSegment) {
 		// The gate bounds segments too (vad.max_segment_ms); this bound protects memory
 		// when it is off. The split is the gate's: end here, go on in a new segment.
 		l.n.splits++
-		l.start(f.Time, now)
+		l.start(now)
 	}
 	s := l.open
 	s.frames = append(s.frames, f)

@@ -90,7 +90,7 @@ func (h *lharness) start() {
 	if h.cur != nil {
 		h.cur.ended = true // the ledger ends an open segment first
 	}
-	h.l.start(lt0.Add(time.Duration(h.seq)*audio.FrameDuration), h.now)
+	h.l.start(h.now)
 	h.cur = &truthSeg{id: h.l.nextID}
 	h.segs = append(h.segs, h.cur)
 	h.collect()

@@ -526,7 +526,7 @@ func TestLedgerFrameAllocs(t *testing.T) {
 	l.connect(e, "r", now)
 	f := audio.Frame{Samples: make([]int16, audio.FrameSamples)}
 	seg := func(n int) {
-		l.start(now, now)
+		l.start(now)
 		for range n {
 			l.frame(f, now)
 			l.take(e, now)
@@ -537,7 +537,7 @@ func TestLedgerFrameAllocs(t *testing.T) {
 		l.takeOutputs(nil)
 	}
 	seg(600) // grow the buffers once
-	l.start(now, now)
+	l.start(now)
 	allocs := testing.AllocsPerRun(1000, func() {
 		l.frame(f, now)
 		l.take(e, now)

@@ -205,15 +205,15 @@ func (u *Uplink) SetOptions(opts url.Values) {
 
 // ---- input (the agent's audio goroutine) ----
 
-// SegmentStart marks speech onset; t is the capture time of the segment's first sample.
-// It never blocks.
+// SegmentStart marks speech onset. t, the capture time of the segment's first sample, is
+// informational: the frames carry their own times. It never blocks.
 func (u *Uplink) SegmentStart(t time.Time) {
 	u.mu.Lock()
 	if u.stopped {
 		u.mu.Unlock()
 		return
 	}
-	u.led.start(t, time.Now())
+	u.led.start(time.Now())
 	c := u.conn
 	u.mu.Unlock()
 	if c != nil {
@@ -414,9 +414,12 @@ func (u *Uplink) Close(ctx context.Context) error {
 func (u *Uplink) Run(ctx context.Context) error {
 	u.mu.Lock()
 	if u.started {
+		stopped := u.stopped
 		u.mu.Unlock()
-		<-u.done
-		return nil // closed before Run
+		if stopped {
+			return nil // closed before Run
+		}
+		return errors.New("live uplink: Run called twice")
 	}
 	u.started = true
 	u.mu.Unlock()
@@ -430,16 +433,10 @@ func (u *Uplink) Run(ctx context.Context) error {
 		next := u.step(time.Now())
 		u.deliver()
 		if u.phase() == phStopped {
-			u.deliver()
 			u.setState(StateStopped, "", "", time.Time{})
 			return nil
 		}
-		if !timer.Stop() {
-			select {
-			case <-timer.C:
-			default:
-			}
-		}
+		timer.Stop() // since Go 1.23 a stopped timer's channel holds no stale tick
 		if !next.IsZero() {
 			timer.Reset(max(time.Until(next), 0))
 		}
@@ -483,6 +480,9 @@ func (u *Uplink) setPhase(p phase, until time.Time) {
 func (u *Uplink) step(now time.Time) time.Time {
 	u.mu.Lock()
 	u.led.tick(now)
+	if u.waiters > 0 {
+		u.space.Broadcast() // tick may have spooled what a Blocking Frame waits on
+	}
 	if u.conn != nil && u.led.probe(now) {
 		// A Finalize's grace ran out: a pong from now on completes its segment.
 		u.conn.ping()
@@ -611,7 +611,7 @@ func (u *Uplink) deliver() {
 		case outUtterance:
 			if o.how == "late" {
 				u.log.Warn("words arrived after their segment was published by the Finalize grace: published on their own",
-					"segment", o.id, "text", o.utt.Text, "request_id", o.utt.RequestID)
+					"segment", o.id, "words", len(o.utt.Words), "request_id", o.utt.RequestID)
 			} else {
 				u.log.Debug("utterance", "segment", o.id, "completed_by", o.how, "replays", o.replays, "request_id", o.utt.RequestID)
 			}
