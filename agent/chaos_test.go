@@ -1,7 +1,9 @@
 package agent
 
 import (
+	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -48,86 +50,134 @@ func emulatorModes() map[string]dgemu.Config {
 // published must be what was said: every sentence exactly once, in one transcript, whole.
 // The emulator recognises speech by its audio (a reference recording), so the check is
 // word for word, and a sentence cut in two would come back as two partial transcripts.
+//
+// The modes stream side by side (real time, little CPU; go test would run only GOMAXPROCS
+// parallel subtests at once), then each is checked in its own subtest.
 func TestFaultsLoseAndRepeatNoWord(t *testing.T) {
 	if testing.Short() {
-		t.Skip("streams 60 s of audio in real time per emulator mode")
+		t.Skip("streams 60 s of audio in real time")
 	}
 	leaktest.Check(t)
 	d := loadDemo(t)
-	for name, ecfg := range emulatorModes() {
+	type run struct {
+		emu    *dgemu.Server
+		h      *harness
+		faults []string
+		err    error
+		got    []transcript.Utterance
+	}
+	modes := emulatorModes()
+	names := slices.Sorted(maps.Keys(modes))
+	runs := map[string]*run{}
+	var want []string
+	for range 3 {
+		want = append(want, d.lines...)
+	}
+	var wg sync.WaitGroup
+	for _, name := range names {
+		r := &run{emu: referenceEmulatorWith(t, modes[name])}
+		r.h = newHarness(t, r.emu, "capture:\n  realtime: true\n")
+		r.h.start()
+		runs[name] = r
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.faults, r.err = chaosRun(r.h, r.emu, d)
+		}()
+	}
+	wg.Wait()
+	for _, name := range names {
+		r := runs[name]
 		t.Run(name, func(t *testing.T) {
-			t.Parallel() // real time, little CPU: the modes run side by side
-			emu := referenceEmulatorWith(t, ecfg)
-			h := newHarness(t, emu, "capture:\n  realtime: true\n")
-			h.start()
-
-			stop := make(chan struct{})
-			var wg sync.WaitGroup
-			var faults []string
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				rng := rand.New(rand.NewPCG(chaosSeed(), 2)) // fixed seed: the same faults, in the same order
-				for {
-					t := time.NewTimer(time.Duration(1500+rng.IntN(2500)) * time.Millisecond) // pacing the faults
-					select {
-					case <-stop:
-						t.Stop()
-						return
-					case <-t.C:
-					}
-					// Mostly lost connections (each one a replay, or a spooled sentence when
-					// the service stays away), sometimes refusals and failing uploads.
-					switch rng.IntN(8) {
-					case 0, 1, 2:
-						emu.DropSessions()
-						faults = append(faults, "drop")
-					case 3, 4:
-						emu.FailNET0000()
-						faults = append(faults, "net-0000")
-					case 5:
-						n := 1 + rng.IntN(2)
-						emu.RefuseHandshakes(dgemu.Times(n, dgemu.Refusal{Status: 503})...)
-						faults = append(faults, fmt.Sprintf("503x%d", n))
-					case 6:
-						emu.RefuseHandshakes(dgemu.Refusal{Status: 429, RetryAfter: "1"})
-						faults = append(faults, "429")
-					case 7:
-						n := 1 + rng.IntN(2)
-						emu.FailRequests(dgemu.Times(n, dgemu.Refusal{Status: 503})...)
-						faults = append(faults, fmt.Sprintf("rest-503x%d", n))
-					}
-				}
-			}()
-			pos := 0.0
-			var want []string
-			for range 3 {
-				for i := range d.spans {
-					h.feedSentence(d, i, &pos, 1.5)
-					want = append(want, d.lines[i])
-				}
+			if r.err != nil {
+				t.Fatal(r.err)
 			}
-			close(stop)
-			wg.Wait()
-			h.endInput()
-
-			got := sortedByStart(h.rest())
-			live, spool := 0, 0
-			var texts []string
-			for _, u := range got {
-				texts = append(texts, u.Text)
-				if u.Source == transcript.SourceLive {
-					live++
-				} else {
-					spool++
-				}
-			}
-			st := h.agent.uplink.Stats()
+			got := sortedByStart(r.h.rest())
+			live := countSource(got, transcript.SourceLive)
+			st := r.h.agent.uplink.Stats()
 			t.Logf("%d utterances (%d live, %d from the spool), %d streams, %d replays, faults %v",
-				len(got), live, spool, len(emu.Sessions()), st.Replays, faults)
+				len(got), live, len(got)-live, len(r.emu.Sessions()), st.Replays, r.faults)
+			if t.Failed() || !checkSentencesOK(got, want) {
+				t.Logf("agent log:\n%s", r.h.logs.String())
+			}
 			checkSentences(t, got, want)
 		})
 	}
+}
+
+// chaosRun feeds the demo three times (with 1.5 s pauses) while injecting faults, ends the
+// input and waits for the agent to stop. It runs on its own goroutine, so it reports errors
+// instead of failing the test.
+func chaosRun(h *harness, emu *dgemu.Server, d *demo) ([]string, error) {
+	stop := make(chan struct{})
+	var faults []string
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		rng := rand.New(rand.NewPCG(chaosSeed(), 2)) // fixed seed: the same faults, in the same order
+		for {
+			t := time.NewTimer(time.Duration(1500+rng.IntN(2500)) * time.Millisecond) // pacing the faults
+			select {
+			case <-stop:
+				t.Stop()
+				return
+			case <-t.C:
+			}
+			// Mostly lost connections (each one a replay, or a spooled sentence when the
+			// service stays away), sometimes refusals and failing uploads.
+			switch rng.IntN(8) {
+			case 0, 1, 2:
+				emu.DropSessions()
+				faults = append(faults, "drop")
+			case 3, 4:
+				emu.FailNET0000()
+				faults = append(faults, "net-0000")
+			case 5:
+				n := 1 + rng.IntN(2)
+				emu.RefuseHandshakes(dgemu.Times(n, dgemu.Refusal{Status: 503})...)
+				faults = append(faults, fmt.Sprintf("503x%d", n))
+			case 6:
+				emu.RefuseHandshakes(dgemu.Refusal{Status: 429, RetryAfter: "1"})
+				faults = append(faults, "429")
+			case 7:
+				n := 1 + rng.IntN(2)
+				emu.FailRequests(dgemu.Times(n, dgemu.Refusal{Status: 503})...)
+				faults = append(faults, fmt.Sprintf("rest-503x%d", n))
+			}
+		}
+	}()
+	var err error
+	for range 3 {
+		for _, sp := range d.spans {
+			// As feedSentence: 0.6 s of lead-in and tail, then 1.5 s of silence.
+			from, to := max(0, sp.Start-0.6), sp.End+0.6
+			if _, err = h.stdin.Write(append(d.pcm(from, to), silence(1.5)...)); err != nil {
+				break
+			}
+		}
+	}
+	close(stop)
+	<-done
+	h.stdin.Close()
+	select {
+	case aerr := <-h.done:
+		h.done <- nil // for Cleanup
+		if err == nil {
+			err = aerr
+		}
+	case <-time.After(90 * time.Second):
+		err = errors.Join(err, errors.New("agent did not stop within 90 s of the end of input"))
+	}
+	return faults, err
+}
+
+// checkSentencesOK reports whether the utterances' texts are exactly the sentences.
+func checkSentencesOK(got []transcript.Utterance, want []string) bool {
+	var texts []string
+	for _, u := range got {
+		texts = append(texts, u.Text)
+	}
+	return slices.Equal(texts, want)
 }
 
 // checkSentences fails unless the utterances, in capture order, are exactly the sentences
