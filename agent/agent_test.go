@@ -367,6 +367,27 @@ func (h *harness) feedSentence(d *demo, i int, pos *float64, gap float64) span {
 	return known
 }
 
+// firstSentenceThenDrop runs an agent, streams the first demo sentence and waits for its
+// live transcript, then arms the emulator to cut the TCP connection one second into the
+// next sentence's speech (the pre-roll is 0.6 s).
+func firstSentenceThenDrop(t *testing.T, d *demo, emu *dgemu.Server) (h *harness, first transcript.Utterance, known []span, pos *float64) {
+	t.Helper()
+	h = newHarness(t, emu, "capture:\n  realtime: true\n")
+	h.start()
+	pos = new(float64)
+	known = append(known, h.feedSentence(d, 0, pos, 3))
+	first = h.next(20 * time.Second)
+	if first.Text != d.lines[0] || first.Source != transcript.SourceLive {
+		t.Fatalf("first utterance %q from %s, want %q live", first.Text, first.Source, d.lines[0])
+	}
+	sessions := emu.Sessions()
+	if len(sessions) != 1 {
+		t.Fatalf("%d sessions, want 1", len(sessions))
+	}
+	emu.DropAfterAudio(sessions[0].AudioBytes + int64(1.6*audio.SampleRate*2))
+	return h, first, known, pos
+}
+
 // TestDropMidUtteranceReplaysWhole cuts the TCP connection one second into the second
 // sentence and refuses the next two reconnects (a short outage): the sentence is replayed
 // whole on the new connection, from the first frame of its segment, and published once, live,
@@ -375,24 +396,10 @@ func TestDropMidUtteranceReplaysWhole(t *testing.T) {
 	leaktest.Check(t) // first, so it runs after every other cleanup (broker, emulator, agent)
 	d := loadDemo(t)
 	emu := referenceEmulator(t)
-	h := newHarness(t, emu, "capture:\n  realtime: true\n")
-	h.start()
-	pos := 0.0
-	var known []span
-	known = append(known, h.feedSentence(d, 0, &pos, 3))
-	first := h.next(20 * time.Second)
-	if first.Text != d.lines[0] || first.Source != transcript.SourceLive {
-		t.Fatalf("first utterance %q from %s, want %q live", first.Text, first.Source, d.lines[0])
-	}
-	sessions := emu.Sessions()
-	if len(sessions) != 1 {
-		t.Fatalf("%d sessions, want 1", len(sessions))
-	}
-	// Cut one second into the next sentence's speech (pre-roll is 0.6 s).
-	emu.DropAfterAudio(sessions[0].AudioBytes + int64(1.6*audio.SampleRate*2))
+	h, first, known, pos := firstSentenceThenDrop(t, d, emu)
 	emu.RefuseHandshakes(dgemu.Times(2, dgemu.Refusal{Status: 503})...)
-	known = append(known, h.feedSentence(d, 1, &pos, 4))
-	known = append(known, h.feedSentence(d, 2, &pos, 3))
+	known = append(known, h.feedSentence(d, 1, pos, 4))
+	known = append(known, h.feedSentence(d, 2, pos, 3))
 	h.endInput()
 
 	got := append([]transcript.Utterance{first}, h.rest()...)
@@ -429,17 +436,10 @@ func TestOutageSpoolsWholeUtterance(t *testing.T) {
 	leaktest.Check(t)
 	d := loadDemo(t)
 	emu := referenceEmulator(t)
-	h := newHarness(t, emu, "capture:\n  realtime: true\n")
-	h.start()
-	pos := 0.0
-	var known []span
-	known = append(known, h.feedSentence(d, 0, &pos, 3))
-	first := h.next(20 * time.Second)
-	sessions := emu.Sessions()
-	emu.DropAfterAudio(sessions[0].AudioBytes + int64(1.6*audio.SampleRate*2))
+	h, first, known, pos := firstSentenceThenDrop(t, d, emu)
 	emu.RefuseHandshakes(dgemu.Refusal{Status: 429, RetryAfter: "10"})
-	known = append(known, h.feedSentence(d, 1, &pos, 3))
-	known = append(known, h.feedSentence(d, 2, &pos, 3))
+	known = append(known, h.feedSentence(d, 1, pos, 3))
+	known = append(known, h.feedSentence(d, 2, pos, 3))
 	h.endInput()
 
 	got := sortedByStart(append([]transcript.Utterance{first}, h.rest()...))

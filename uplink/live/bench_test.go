@@ -1,7 +1,6 @@
 package live
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"net"
@@ -54,19 +53,8 @@ func BenchmarkSegmentEndToUtterance(b *testing.B) {
 // socket write (a sink that discards), including the writer goroutine's wake-ups: frames
 // are pushed back to back and the benchmark ends when the sink has read them all.
 func BenchmarkFrameToSocket(b *testing.B) {
-	target, frames := sink(b)
-	u := New(Config{URL: target, APIKey: testKey, Options: url0(), PingInterval: time.Hour, KeepAlive: 5 * time.Second,
-		MaxSegment: time.Hour, MaxBacklog: time.Hour, Logger: testLogger(b)}, Handler{})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- u.Run(ctx) }()
-	defer func() { cancel(); <-done }()
-	f := audio.Frame{Time: time.Now(), Samples: make([]int16, audio.FrameSamples)}
-	u.SegmentStart(f.Time)
-	u.Frame(f) // connect
-	for frames.Load() < 1 {
-		runtime.Gosched()
-	}
+	u, frames, f := sinkUplink(b, Config{PingInterval: time.Hour, KeepAlive: 5 * time.Second,
+		MaxSegment: time.Hour, MaxBacklog: time.Hour})
 	b.ReportAllocs()
 	b.ResetTimer()
 	for range b.N {
@@ -175,18 +163,7 @@ func BenchmarkRealtimeCPU(b *testing.B) {
 		})
 	})
 	b.Run("uplink", func(b *testing.B) {
-		target, frames := sink(b)
-		u := New(Config{URL: target, APIKey: testKey, Options: url0(), Logger: testLogger(b)}, Handler{})
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- u.Run(ctx) }()
-		defer func() { cancel(); <-done }()
-		f := audio.Frame{Time: time.Now(), Samples: make([]int16, audio.FrameSamples)}
-		u.SegmentStart(f.Time)
-		u.Frame(f)
-		for frames.Load() < 1 { // connected
-			runtime.Gosched()
-		}
+		u, _, f := sinkUplink(b, Config{})
 		run(b, func(k int) {
 			if k%20 == 0 {
 				u.SegmentEnd(f.End())

@@ -117,9 +117,7 @@ func TestServerCloseMidStream(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t, dgemu.Config{Utterances: fixture}, nil)
 			partA := append(h.g.frames(3, false), h.g.frames(10, true)...)
-			h.u.SegmentStart(partA[0].Time)
-			feed(h.u, partA)
-			h.waitSession("audio read", func(si dgemu.SessionInfo) bool { return si.AudioMessages == len(partA) })
+			h.streamOpen(partA)
 			h.srv.CloseSessions(tc.code, tc.reason)
 			h.r.wait(t, "stream closed", func(r *rec) bool { return len(r.evs("stream_closed")) == 1 })
 			ev := h.r.eventsOf("stream_closed")[0]

@@ -67,6 +67,15 @@ func feed(u *Uplink, frames []audio.Frame) {
 	}
 }
 
+// streamOpen starts a segment with frames and waits until the emulator has read them all;
+// the segment stays open.
+func (h *harness) streamOpen(frames []audio.Frame) {
+	h.t.Helper()
+	h.u.SegmentStart(frames[0].Time)
+	feed(h.u, frames)
+	h.waitSession("audio read", func(si dgemu.SessionInfo) bool { return !si.Closed && si.AudioMessages == len(frames) })
+}
+
 func feedSegment(u *Uplink, frames []audio.Frame) {
 	u.SegmentStart(frames[0].Time)
 	feed(u, frames)

@@ -142,9 +142,7 @@ func TestIdleCloseAndReopen(t *testing.T) {
 func TestCloseMidUtterance(t *testing.T) {
 	h := newHarness(t, dgemu.Config{Utterances: fixture}, nil)
 	fr := h.g.utter(3, 15, 0)
-	h.u.SegmentStart(fr[0].Time)
-	feed(h.u, fr)
-	h.waitSession("audio received", func(si dgemu.SessionInfo) bool { return si.AudioMessages == len(fr) })
+	h.streamOpen(fr)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := h.u.Close(ctx); err != nil {
