@@ -16,6 +16,7 @@ import (
 
 	"github.com/hark-audio/hark/audio"
 	"github.com/hark-audio/hark/internal/backoff"
+	"github.com/hark-audio/hark/internal/logging"
 	"github.com/hark-audio/hark/transcript"
 )
 
@@ -162,8 +163,9 @@ type Uplink struct {
 	// Run's own.
 	dialCancel context.CancelFunc
 	runCtx     context.Context
-	failures   int // consecutive failures, for the backoff
-	failStreak int // consecutive failed attempts, for logging once with a count
+	failures   int               // consecutive failures, for the backoff
+	dialLog    *logging.Repeater // "cannot open stream": once, then counted; recovery logged
+	parseLog   *logging.Repeater // malformed messages: once, then counted
 	refusedN   int
 	stable     bool // the current connection has delivered a final (or lasted StableAfter)
 	outs       []output
@@ -183,6 +185,8 @@ func New(cfg Config, h Handler) *Uplink {
 		dialCh:   make(chan dialResult, 1),
 	}
 	u.space = sync.NewCond(&u.mu)
+	u.dialLog = logging.NewRepeater(u.log, "cannot open stream", 0)
+	u.parseLog = logging.NewRepeater(u.log, "malformed message from the service", 0)
 	u.st.reconnects = map[string]int64{}
 	u.state = State{State: StateIdle, Since: time.Now()}
 	return u
@@ -682,10 +686,8 @@ func (u *Uplink) onDial(r dialResult) {
 		return
 	}
 	u.mu.Unlock()
-	if u.failStreak > 1 {
-		u.log.Info("stream recovered", "failed_attempts", u.failStreak)
-	}
-	u.failStreak, u.refusedN, u.stable = 0, 0, false
+	u.dialLog.OK("request_id", r.requestID)
+	u.refusedN, u.stable = 0, false
 	u.st.connects.Add(1)
 	u.mu.Lock()
 	epoch := u.led.newEpoch()
@@ -702,7 +704,6 @@ func (u *Uplink) onDial(r dialResult) {
 
 func (u *Uplink) onDialFailed(r dialResult, now time.Time) {
 	u.st.connectFailures.Add(1)
-	u.failStreak++
 	var re *RefusedError
 	var delay time.Duration
 	state, why := StateBackoff, "backoff"
@@ -741,12 +742,7 @@ func (u *Uplink) onDialFailed(r dialResult, now time.Time) {
 		typ = "stream_refused"
 	}
 	u.event(typ, attrs)
-	lvl := slog.LevelDebug
-	if u.failStreak == 1 || state == StateRefused {
-		lvl = slog.LevelWarn
-	}
-	u.log.Log(context.Background(), lvl, "cannot open stream", "err", r.err, "request_id", r.requestID,
-		"attempt", u.failStreak, "retry_in", delay.Round(time.Millisecond))
+	u.dialLog.Fail(r.err, "request_id", r.requestID, "retry_in", delay.Round(time.Millisecond).String())
 	u.setState(state, r.err.Error(), r.requestID, retryAt)
 }
 
@@ -766,13 +762,8 @@ func (u *Uplink) onEvent(ev connEvent) {
 		u.led.heard(c.epoch, now)
 		u.mu.Unlock()
 	case ev.parseErr != nil:
-		n := u.st.malformed.Add(1)
-		lvl := slog.LevelDebug
-		if n == 1 || n%100 == 0 {
-			lvl = slog.LevelWarn
-		}
-		u.log.Log(context.Background(), lvl, "malformed message from the service", "err", ev.parseErr,
-			"message", string(ev.raw), "count", n, "request_id", c.reqID)
+		u.st.malformed.Add(1)
+		u.parseLog.Fail(ev.parseErr, "message", string(ev.raw), "request_id", c.reqID)
 		u.mu.Lock()
 		u.led.heard(c.epoch, now)
 		u.mu.Unlock()
