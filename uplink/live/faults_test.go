@@ -127,6 +127,10 @@ func TestServerCloseMidStream(t *testing.T) {
 			if tc.event != "" && len(h.r.eventsOf(tc.event)) != 1 {
 				t.Errorf("no %s event", tc.event)
 			}
+			// The service closed with a close frame: it is alive, so it gets one back.
+			if si := h.waitSession("the first session over", func(si dgemu.SessionInfo) bool { return si.Closed }); si.ClientCloseCode != 1000 {
+				t.Errorf("client close code %d, want a close frame (1000) in reply", si.ClientCloseCode)
+			}
 			partB := append(h.g.frames(5, true), h.g.frames(7, false)...)
 			feed(h.u, partB)
 			h.u.SegmentEnd(partB[len(partB)-1].End())

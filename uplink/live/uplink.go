@@ -560,7 +560,8 @@ func (u *Uplink) step(now time.Time) time.Time {
 		lc := u.led.conn
 		graceful := lc != nil && lc.metadata && lc.closeTaken
 		u.mu.Unlock()
-		u.endConn(now, "close-timeout", graceful, 0, "", errors.New("no close from the service in time"))
+		u.endConn(now, ending{cause: "close-timeout", graceful: graceful, closeFrame: true,
+			err: errors.New("no close from the service in time")})
 		return u.step(now)
 	}
 	u.mu.Unlock()
@@ -821,41 +822,58 @@ func (c *conn) metadataSeen(u *Uplink) bool {
 	return lc != nil && lc.epoch == c.epoch && lc.metadata && lc.closeTaken
 }
 
+// ending describes how a connection ended.
+type ending struct {
+	cause    string // for the reconnect counter and the event: "normal", "dropped", "half-open"...
+	graceful bool   // a planned close that completed: no reconnect counted, no backoff
+	// closeFrame: the peer is alive (it closed with a close frame, or we are giving up a
+	// planned close): answer or send a close frame before closing the socket. Only a dead
+	// peer's socket is closed abruptly.
+	closeFrame bool
+	code       int
+	reason     string
+	err        error
+}
+
 func (u *Uplink) onConnError(ev connEvent, now time.Time) {
-	err := ev.err
-	cause, code, reason := "read-error", 0, ""
-	if ev.writer {
-		cause = "write-error"
+	e := ending{cause: closeCause(ev), err: ev.err}
+	var ce *websocket.CloseError
+	if errors.As(ev.err, &ce) {
+		e.code, e.reason = ce.Code, ce.Text
+		// gorilla reports a TCP connection that ended without a close frame as 1006.
+		e.closeFrame = ce.Code != websocket.CloseAbnormalClosure
 	}
+	e.graceful = u.phase() == phClosing && (e.cause == "normal" || ev.c.metadataSeen(u))
+	u.endConn(now, e)
+}
+
+// closeCause classifies what ended a connection, for the reconnect counter and the event.
+func closeCause(ev connEvent) string {
 	var ce *websocket.CloseError
 	var ne net.Error
-	switch {
+	switch err := ev.err; {
 	case errors.As(err, &ce):
-		code, reason = ce.Code, ce.Text
 		switch {
-		case websocket.IsCloseError(err, websocket.CloseNormalClosure):
-			cause = "normal"
-		case websocket.IsCloseError(err, websocket.CloseAbnormalClosure):
-			// gorilla's code for a TCP connection that ended without a close frame.
-			cause = "dropped"
-		case ce.Code == websocket.ClosePolicyViolation && reasonHas(reason, "data0000"):
-			cause = "data-0000"
-		case ce.Code == websocket.CloseInternalServerErr && reasonHas(reason, "net0000"):
-			cause = "net-0000"
-		case ce.Code == websocket.CloseInternalServerErr && reasonHas(reason, "net0001"):
-			cause = "net-0001"
-		default:
-			cause = fmt.Sprintf("close-%d", ce.Code)
+		case ce.Code == websocket.CloseNormalClosure:
+			return "normal"
+		case ce.Code == websocket.CloseAbnormalClosure:
+			return "dropped"
+		case ce.Code == websocket.ClosePolicyViolation && reasonHas(ce.Text, "data0000"):
+			return "data-0000"
+		case ce.Code == websocket.CloseInternalServerErr && reasonHas(ce.Text, "net0000"):
+			return "net-0000"
+		case ce.Code == websocket.CloseInternalServerErr && reasonHas(ce.Text, "net0001"):
+			return "net-0001"
 		}
+		return fmt.Sprintf("close-%d", ce.Code)
+	case errors.As(err, &ne) && ne.Timeout() && ev.writer:
+		return "write-timeout" // the service stopped reading
 	case errors.As(err, &ne) && ne.Timeout():
-		if ev.writer {
-			cause = "write-timeout" // the service stopped reading
-		} else {
-			cause = "half-open" // no pong and no message within PongWait
-		}
+		return "half-open" // no pong and no message within PongWait
+	case ev.writer:
+		return "write-error"
 	}
-	graceful := u.phase() == phClosing && (cause == "normal" || ev.c.metadataSeen(u))
-	u.endConn(now, cause, graceful, code, reason, err)
+	return "read-error"
 }
 
 // reasonHas matches a Deepgram error code inside a close reason. The protocol requires
@@ -870,7 +888,8 @@ func reasonHas(reason, code string) bool {
 // segments wait for the next one (or go to the spool), and its writer finds nothing more
 // to send. Then the goroutines are stopped and waited for, so a new connection never
 // overlaps the old one.
-func (u *Uplink) endConn(now time.Time, cause string, graceful bool, code int, reason string, err error) {
+func (u *Uplink) endConn(now time.Time, e ending) {
+	cause, graceful, code, reason, err := e.cause, e.graceful, e.code, e.reason, e.err
 	u.mu.Lock()
 	c := u.conn
 	if c == nil {
@@ -897,7 +916,7 @@ func (u *Uplink) endConn(now time.Time, cause string, graceful bool, code int, r
 		u.led.setNoConnUntil(retryAt, "backoff", false, now)
 	}
 	u.mu.Unlock()
-	c.shutdown(graceful || cause == "normal", u.events)
+	c.shutdown(graceful || e.closeFrame, u.events)
 
 	attrs := map[string]any{"request_id": c.reqID, "cause": cause, "code": code, "reason": reason,
 		"up_s": now.Sub(c.opened).Seconds()}
@@ -949,7 +968,7 @@ func (u *Uplink) abort() {
 		}
 	}
 	if u.phase() == phConnected || u.phase() == phClosing {
-		u.endConn(time.Now(), "stopped", false, 0, "", errors.New("stopped"))
+		u.endConn(time.Now(), ending{cause: "stopped", err: errors.New("stopped")})
 	}
 	u.mu.Lock()
 	u.stopNow(time.Now())
