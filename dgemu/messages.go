@@ -61,15 +61,17 @@ type errorMsg struct {
 // Pre-recorded response.
 
 type restMetadata struct {
-	TransactionKey string               `json:"transaction_key"`
-	RequestID      string               `json:"request_id"`
-	SHA256         string               `json:"sha256"`
-	Created        string               `json:"created"`
-	Duration       float64              `json:"duration"`
-	Channels       int                  `json:"channels"`
-	Models         []string             `json:"models"`
-	ModelInfo      map[string]modelInfo `json:"model_info"`
-	Extra          map[string]string    `json:"extra,omitempty"`
+	TransactionKey string  `json:"transaction_key"`
+	RequestID      string  `json:"request_id"`
+	SHA256         string  `json:"sha256"`
+	Created        string  `json:"created"`
+	Duration       float64 `json:"duration"`
+	Channels       int     `json:"channels"`
+	// Models and ModelInfo are absent from a live Metadata message when no audio was
+	// received, as the service sends it; the pre-recorded response always has them.
+	Models    []string             `json:"models,omitempty"`
+	ModelInfo map[string]modelInfo `json:"model_info,omitempty"`
+	Extra     map[string]string    `json:"extra,omitempty"`
 }
 
 type restUtterance struct {

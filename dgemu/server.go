@@ -45,8 +45,10 @@ type Config struct {
 	// IdleTimeout: no frame from the client for this long closes the stream with
 	// Metadata then 1011 NET-0001. Default 10 s; negative disables.
 	IdleTimeout time.Duration
-	// NoAudioTimeout, if > 0, closes (1011 NET-0001) a stream that has received no audio
-	// this long after opening even if KeepAlives arrive, as the docs warn the service may.
+	// NoAudioTimeout, if > 0, closes (Metadata, then 1011 NET-0000: the service produced
+	// nothing in its window) a stream that has received no audio this long after opening,
+	// even if KeepAlives arrive, as the docs warn the service may. Which NET code the
+	// service uses there is not documented.
 	NoAudioTimeout time.Duration
 	// RealtimeLimit, if > 0, is the maximum ratio of audio seconds to wall-clock seconds
 	// the live endpoint accepts (the service: about 1.25); the emulator enforces it by
