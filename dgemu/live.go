@@ -31,8 +31,9 @@ const (
 )
 
 var upgrader = websocket.Upgrader{
-	// The service answers the "token, KEY" form with the subprotocol "token".
-	Subprotocols:    []string{"token"},
+	// The service answers the "token, KEY" and "bearer, JWT" forms with the subprotocol
+	// "token" or "bearer" (the first offered that it knows: the scheme, never the secret).
+	Subprotocols:    []string{subprotocolToken, subprotocolBearer},
 	CheckOrigin:     func(*http.Request) bool { return true },
 	ReadBufferSize:  16 << 10,
 	WriteBufferSize: 16 << 10,

@@ -3,6 +3,7 @@ package dgemu
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -174,6 +175,7 @@ type Server struct {
 	dropAfter  int64
 	streams    int // live handshakes accepted and not yet ended
 	upgrading  int // handshakes between their checks and their session's registration
+	jwtSecret  [32]byte
 	fixture    []string
 	liveCursor int
 	restCursor int
@@ -209,8 +211,13 @@ func Listen(cfg Config) (*Server, error) {
 		resume:  make(chan struct{}),
 		fixture: append([]string(nil), cfg.Utterances...),
 	}
+	if _, err := rand.Read(s.jwtSecret[:]); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("token secret: %w", err)
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/v1/listen", s.serveListen)
+	mux.HandleFunc(grantPath, s.serveGrant)
 	s.hs = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
 	s.wg.Add(1)
 	go func() {
@@ -287,48 +294,6 @@ func (s *Server) serveListen(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Allow", "GET, POST")
 		refuse(w, reqID, Refusal{Status: http.StatusMethodNotAllowed, Code: "METHOD_NOT_ALLOWED", Message: "method not allowed"})
 	}
-}
-
-// authenticate checks the Authorization header (Token or Bearer, scheme case-insensitive)
-// or, on the live endpoint, the "token, KEY" subprotocol.
-func (s *Server) authenticate(r *http.Request, live bool) (method string, ok bool) {
-	key := ""
-	if h := r.Header.Get("Authorization"); h != "" {
-		scheme, rest, _ := strings.Cut(strings.TrimSpace(h), " ")
-		switch strings.ToLower(scheme) {
-		case "token":
-			method, key = "token", strings.TrimSpace(rest)
-		case "bearer":
-			method, key = "bearer", strings.TrimSpace(rest)
-		}
-	} else if live {
-		if p := subprotocolKey(r); p != "" {
-			method, key = "subprotocol", p
-		}
-	}
-	if key == "" {
-		return method, false
-	}
-	if s.cfg.APIKey != "" && key != s.cfg.APIKey {
-		return method, false
-	}
-	return method, true
-}
-
-// subprotocolKey returns KEY from "Sec-WebSocket-Protocol: token, KEY".
-func subprotocolKey(r *http.Request) string {
-	var protos []string
-	for _, h := range r.Header.Values("Sec-WebSocket-Protocol") {
-		for _, p := range strings.Split(h, ",") {
-			protos = append(protos, strings.TrimSpace(p))
-		}
-	}
-	for i := 0; i+1 < len(protos); i++ {
-		if strings.EqualFold(protos[i], "token") {
-			return protos[i+1]
-		}
-	}
-	return ""
 }
 
 var usualRefusals = map[int][2]string{

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hark-audio/hark/audio"
 )
@@ -97,5 +98,100 @@ func TestZeroAudioMetadata(t *testing.T) {
 	md = ofType(ms, "Metadata")
 	if len(md) != 1 || md[0]["models"] == nil || md[0]["model_info"] == nil {
 		t.Errorf("Metadata after audio: %v", md)
+	}
+}
+
+// The emulator accepts exactly what the service accepts: API keys under Token, tokens from
+// the grant endpoint under Bearer, both subprotocol forms answered with their scheme.
+func TestAuthForms(t *testing.T) {
+	s := newTestServer(t, Config{})
+	// A token from the grant endpoint, as the SDKs obtain one.
+	req, _ := http.NewRequest(http.MethodPost, "http://"+s.Addr()+"/v1/auth/grant", strings.NewReader(`{"ttl_seconds":60}`))
+	req.Header.Set("Authorization", "Token "+testKey)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var grant struct {
+		AccessToken string  `json:"access_token"`
+		ExpiresIn   float64 `json:"expires_in"`
+	}
+	b := readBody(t, resp)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || json.Unmarshal(b, &grant) != nil || grant.AccessToken == "" || grant.ExpiresIn != 60 {
+		t.Fatalf("grant: %d %s", resp.StatusCode, b)
+	}
+	jwt := grant.AccessToken
+	other := NewServer(Config{APIKey: testKey})
+	foreign := other.IssueToken(time.Minute) // signed by another server
+	other.Close()
+	for _, tc := range []struct {
+		name, method string
+		h            http.Header
+		proto        string // subprotocol answered; "" for none
+	}{
+		{"token", AuthToken, http.Header{"Authorization": {"Token " + testKey}}, ""},
+		{"bearer jwt", AuthBearer, http.Header{"Authorization": {"Bearer " + jwt}}, ""},
+		{"bearer lower", AuthBearer, http.Header{"Authorization": {"bearer " + jwt}}, ""},
+		{"token subprotocol", AuthTokenSubprotocol, http.Header{"Sec-WebSocket-Protocol": {"token, " + testKey}}, "token"},
+		{"bearer subprotocol", AuthBearerSubprotocol, http.Header{"Sec-WebSocket-Protocol": {"bearer, " + jwt}}, "bearer"},
+		{"bearer with an API key", "", http.Header{"Authorization": {"Bearer " + testKey}}, ""},
+		{"token with a jwt", "", http.Header{"Authorization": {"Token " + jwt}}, ""},
+		{"expired jwt", "", http.Header{"Authorization": {"Bearer " + s.IssueToken(-time.Second)}}, ""},
+		{"foreign jwt", "", http.Header{"Authorization": {"Bearer " + foreign}}, ""},
+		{"tampered jwt", "", http.Header{"Authorization": {"Bearer " + jwt[:len(jwt)-2] + "AA"}}, ""},
+		{"bearer subprotocol with a key", "", http.Header{"Sec-WebSocket-Protocol": {"bearer, " + testKey}}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := tryDial(s, liveQuery(), tc.h)
+			if tc.method == "" {
+				if err == nil {
+					c.conn.Close()
+					<-c.done
+					t.Fatal("accepted")
+				}
+				if statusOf(c.resp) != 401 {
+					t.Fatalf("status %d, want 401", statusOf(c.resp))
+				}
+				// Pre-recorded: the same header gets the same answer.
+				if tc.h.Get("Authorization") != "" {
+					r, _ := post(t, s, "model=nova-3", bytes.NewReader(append(audio.WAVHeader(3200), tone(0.1)...)), tc.h)
+					if r.StatusCode != 401 {
+						t.Errorf("pre-recorded: %d, want 401", r.StatusCode)
+					}
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("refused: %v (status %d)", err, statusOf(c.resp))
+			}
+			defer func() { c.conn.Close(); <-c.done }()
+			if c.conn.Subprotocol() != tc.proto {
+				t.Errorf("subprotocol %q, want %q", c.conn.Subprotocol(), tc.proto)
+			}
+			si, err := s.WaitSession(ctxT(t), func(si SessionInfo) bool { return si.RequestID == c.resp.Header.Get("dg-request-id") })
+			if err != nil {
+				t.Fatal(err)
+			}
+			if si.AuthMethod != tc.method {
+				t.Errorf("auth method %q, want %q", si.AuthMethod, tc.method)
+			}
+		})
+	}
+	// A token cannot mint tokens, and a bad TTL is refused.
+	for name, h := range map[string][2]string{
+		"bearer grant": {"Bearer " + jwt, `{}`}, "ttl too long": {"Token " + testKey, `{"ttl_seconds":7200}`},
+		"not json": {"Token " + testKey, `ttl=5`},
+	} {
+		req, _ := http.NewRequest(http.MethodPost, "http://"+s.Addr()+"/v1/auth/grant", strings.NewReader(h[1]))
+		req.Header.Set("Authorization", h[0])
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode/100 != 4 {
+			t.Errorf("%s: grant answered %d", name, resp.StatusCode)
+		}
 	}
 }
