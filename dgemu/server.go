@@ -169,6 +169,7 @@ type Server struct {
 	requests   []*RequestInfo
 	refusals   []Refusal
 	restFaults []Refusal
+	answers    []Answer
 	hsDelay    time.Duration
 	paused     bool
 	resume     chan struct{}
