@@ -3,42 +3,20 @@ package config
 import (
 	"encoding/json"
 	"fmt"
-	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/hark-audio/hark/internal/redact"
 )
 
-// Redact hides credentials a URL might carry (user info, token-like query values), so a
-// URL can be shown in logs, errors and MQTT payloads.
-func Redact(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		if strings.Contains(raw, "@") {
-			return "<redacted>"
-		}
-		return raw
-	}
-	if u.User != nil {
-		u.User = url.User("REDACTED")
-	}
-	q := u.Query()
-	changed := false
-	for k := range q {
-		lk := strings.ToLower(k)
-		if strings.Contains(lk, "token") || strings.Contains(lk, "key") || strings.Contains(lk, "secret") || strings.Contains(lk, "pass") {
-			q.Set(k, "REDACTED")
-			changed = true
-		}
-	}
-	if changed {
-		u.RawQuery = q.Encode()
-	}
-	return u.String()
-}
+// Redact hides credentials a URL might carry (user info, credential-like query values
+// such as token=, auth=, api_key=), so a URL can be shown in logs, errors and MQTT
+// payloads. It is redact.URL, the one rule hark uses everywhere.
+func Redact(raw string) string { return redact.URL(raw) }
 
 // Redacted returns a copy safe to display or publish. The configuration holds no secret
 // values (only paths to files holding them), but URLs may embed credentials.

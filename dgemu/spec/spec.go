@@ -375,7 +375,7 @@ func (s *Schema) validate(n any, v any, path string, errs *[]string, extra *[]st
 			*errs = append(*errs, fmt.Sprintf("%s: anyOf: no branch matches: %s", path, strings.Join(branchErrs, " | ")))
 		case kw == "oneOf" && passed == 0:
 			*errs = append(*errs, fmt.Sprintf("%s: oneOf: no branch matches: %s", path, strings.Join(branchErrs, " | ")))
-		case kw == "oneOf" && passed > 1:
+		case kw == "oneOf" && passed > 1 && !s.openEnum(list):
 			*errs = append(*errs, fmt.Sprintf("%s: oneOf: %d branches match (exactly one must)", path, passed))
 		}
 		if extra != nil && passed > 0 {
@@ -686,3 +686,37 @@ func coerce(s string) []any {
 var numberRE = regexp.MustCompile(`^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?$`)
 
 func isNumber(s string) bool { return numberRE.MatchString(s) }
+
+// openEnum recognises the documents' "known values or any string" idiom, written as a oneOf
+// of a string enum and a plain {type: string} (the model and version parameters): taken
+// literally no known value could ever pass, since it matches both branches. It is read
+// as the generator meant it, anyOf. Nothing else is: the error-body oneOf, whose object
+// branches overlap the same way, is left to fail (see dgemu's TestErrorBodiesMatchSpec).
+func (s *Schema) openEnum(list []any) bool {
+	plain, enum := false, false
+	for _, b := range list {
+		m, _ := b.(map[string]any)
+		if ref, ok := m["$ref"].(string); ok {
+			t, err := s.doc.Lookup(ref)
+			if err != nil {
+				return false
+			}
+			m, _ = t.(map[string]any)
+		}
+		constraints := 0
+		for k := range m {
+			if !annotations[k] && !strings.HasPrefix(k, "x-") {
+				constraints++
+			}
+		}
+		switch {
+		case m["type"] == "string" && constraints == 1:
+			plain = true
+		case m["type"] == "string" && m["enum"] != nil && constraints == 2:
+			enum = true
+		default:
+			return false
+		}
+	}
+	return plain && enum
+}

@@ -109,4 +109,11 @@ func TestParamsCheck(t *testing.T) {
 	if errs := pre.Check(url.Values{"utterances": {"maybe"}}); len(errs) == 0 {
 		t.Error("bad boolean accepted")
 	}
+	// model is "a known model or any string" (a custom model id).
+	if errs := pre.Check(url.Values{"model": {"nova-3"}, "version": {"latest"}}); len(errs) > 0 {
+		t.Errorf("open enum refused: %v", errs)
+	}
+	if errs := pre.Check(url.Values{"model": {"my-custom-model"}}); len(errs) > 0 {
+		t.Errorf("open enum refused a custom model: %v", errs)
+	}
 }

@@ -38,12 +38,13 @@ func SensitiveParam(name string) bool {
 }
 
 // URL hides the credentials a URL may carry (user info, credential-like query values), so
-// it can be shown. Text that does not parse as a URL but contains '@' is hidden whole.
+// it can be shown. Text that does not parse as a URL but contains '@' is hidden whole
+// ("<redacted>").
 func URL(raw string) string {
 	u, err := url.Parse(raw)
 	if err != nil {
 		if strings.Contains(raw, "@") {
-			return "<" + Mark + ">"
+			return "<redacted>"
 		}
 		return Text(raw, len(raw)+3)
 	}

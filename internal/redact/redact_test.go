@@ -39,7 +39,7 @@ func TestURL(t *testing.T) {
 		"https://h/v1/listen?auth=x":                               "https://h/v1/listen?auth=REDACTED",
 		"https://h/v1/listen?keyterm=a&keywords=b":                 "https://h/v1/listen?keyterm=a&keywords=b",
 		"https://h/p#frag-with-secret":                             "https://h/p",
-		"%zz@host":                                                 "<REDACTED>",
+		"%zz@host":                                                 "<redacted>",
 	} {
 		if got := URL(in); got != want {
 			t.Errorf("URL(%q) = %q, want %q", in, got, want)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/hark-audio/hark/internal/backoff"
 	"io"
 	"net/http"
 	"strings"
@@ -14,6 +13,8 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/hark-audio/hark/audio"
+	"github.com/hark-audio/hark/internal/backoff"
+	"github.com/hark-audio/hark/internal/redact"
 	"github.com/hark-audio/hark/uplink"
 )
 
@@ -63,8 +64,14 @@ func dial(ctx context.Context, cfg *Config, target string) dialResult {
 	}
 	ctx, cancel := context.WithTimeout(ctx, cfg.ConnectTimeout)
 	defer cancel()
+	// An API key goes as "Token KEY"; a token file's JWT, re-read for every connection so
+	// that its refresher is followed, as "Bearer JWT".
+	authz, secret, err := uplink.Authorization(cfg.APIKey, cfg.TokenFile)
+	if err != nil {
+		return dialResult{err: err, took: time.Since(t0)}
+	}
 	h := http.Header{}
-	h.Set("Authorization", "Token "+cfg.APIKey)
+	h.Set("Authorization", authz)
 	ws, resp, err := d.DialContext(ctx, target, h)
 	r := dialResult{ws: ws, took: time.Since(t0)}
 	if resp != nil {
@@ -76,7 +83,7 @@ func dial(ctx context.Context, cfg *Config, target string) dialResult {
 	if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols && resp.StatusCode >= 300 {
 		// gorilla keeps up to 1 KiB of the body for us.
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		code, msg, bodyID := uplink.ParseErrorBody(body)
+		code, msg, bodyID := uplink.ParseErrorBody(body, secret)
 		re := &RefusedError{Status: resp.StatusCode, Code: code, Message: resp.Header.Get("dg-error"),
 			RequestID: r.requestID}
 		re.RetryAfter, _ = backoff.RetryAfter(resp.Header.Get("Retry-After"), time.Now(), 24*time.Hour)
@@ -87,23 +94,14 @@ func dial(ctx context.Context, cfg *Config, target string) dialResult {
 			re.RequestID = bodyID
 			r.requestID = bodyID
 		}
-		re.Message = sanitize(re.Message, cfg.APIKey)
+		re.Message = redact.Text(re.Message, 300, secret)
+		re.RequestID = redact.Text(re.RequestID, 100, secret)
+		r.requestID = re.RequestID
 		r.err = re
 		return r
 	}
-	r.err = fmt.Errorf("connect: %w", errors.New(sanitize(err.Error(), cfg.APIKey)))
+	r.err = fmt.Errorf("connect: %w", errors.New(redact.Text(err.Error(), 300, secret)))
 	return r
-}
-
-// sanitize keeps a message short and free of the key, in case a proxy echoes headers.
-func sanitize(s, key string) string {
-	if key != "" {
-		s = strings.ReplaceAll(s, key, "[redacted]")
-	}
-	if len(s) > 300 {
-		s = s[:300]
-	}
-	return s
 }
 
 type outKind uint8
@@ -147,13 +145,14 @@ type conn struct {
 	wg     sync.WaitGroup
 	events chan<- connEvent
 	st     *counters
+	secret string // the API key, hidden in server text
 
 	keepAlive, ping, writeTimeout, readWait time.Duration
 }
 
 func startConn(ws *websocket.Conn, cfg *Config, events chan<- connEvent, st *counters) *conn {
 	c := &conn{
-		ws: ws, out: make(chan outMsg, cfg.WriteQueue), stop: make(chan struct{}), events: events, st: st,
+		ws: ws, out: make(chan outMsg, cfg.WriteQueue), stop: make(chan struct{}), events: events, st: st, secret: cfg.APIKey,
 		keepAlive: cfg.KeepAlive, ping: cfg.PingInterval, writeTimeout: cfg.WriteTimeout,
 		readWait: 3 * cfg.PingInterval,
 	}
@@ -260,26 +259,29 @@ func (c *conn) readLoop() {
 	for {
 		mt, b, err := c.ws.ReadMessage()
 		if err != nil {
+			// The close reason is server text: it reaches logs and the state.
+			var ce *websocket.CloseError
+			if errors.As(err, &ce) {
+				ce.Text = redact.Text(ce.Text, 300, c.secret)
+			}
 			c.report(connEvent{err: err})
 			return
 		}
 		extend()
 		if mt != websocket.TextMessage {
-			c.report(connEvent{parseErr: errors.New("unexpected binary message"), raw: truncate(b)})
+			c.report(connEvent{parseErr: errors.New("unexpected binary message"), raw: c.truncate(b)})
 			continue
 		}
 		m, perr := parseMessage(b)
 		ev := connEvent{msg: m, parseErr: perr}
 		if perr != nil {
-			ev.raw = truncate(b)
+			ev.raw = c.truncate(b)
 		}
 		c.report(ev)
 	}
 }
 
-func truncate(b []byte) []byte {
-	if len(b) > 200 {
-		b = b[:200]
-	}
-	return append([]byte(nil), b...)
+// truncate keeps the start of an unparsable frame for the log, scrubbed (server text).
+func (c *conn) truncate(b []byte) []byte {
+	return []byte(redact.Text(string(b), 200, c.secret))
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/gorilla/websocket"
 	"github.com/hark-audio/hark/audio"
+	"github.com/hark-audio/hark/internal/redact"
 	"github.com/hark-audio/hark/transcript"
 )
 
@@ -684,7 +685,7 @@ func (u *Uplink) maybeDial(now time.Time) {
 	ctx, cancel := context.WithCancel(u.runCtx)
 	u.dialing, u.dialCancel = true, cancel
 	u.setState(StateConnecting, "", "", time.Time{})
-	u.log.Debug("opening stream", "url", target)
+	u.log.Debug("opening stream", "url", redact.URL(target))
 	go func() { u.dialCh <- dial(ctx, &u.cfg, target) }()
 }
 
