@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"os"
 	"strings"
 	"testing"
 )
@@ -84,5 +85,51 @@ func TestDeepgramTokenFileKey(t *testing.T) {
 	}
 	if _, _, err := l.ApplyRemote([]byte(`{"deepgram":{"token_file":"/tmp/x"}}`)); err == nil {
 		t.Fatal("token_file changed remotely without remote.allow")
+	}
+}
+
+// The credential: a token (file, else the systemd credential deepgram-token) wins over
+// the API key; a configured token file that cannot be read is an error naming the file,
+// never a value.
+func TestDeepgramCredential(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, v string) string {
+		p := dir + "/" + name
+		if err := os.WriteFile(p, []byte(v), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	key := write("key", "KEY123\n")
+	tok := write("tok", "eyJhbGciOiJIUzI1NiJ9.e30.sig\n")
+	creds := t.TempDir()
+	if err := os.WriteFile(creds+"/deepgram-token", []byte("eyJ.x.y"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for name, tc := range map[string]struct {
+		d       Deepgram
+		env     []string
+		apiKey  string
+		file    string
+		errLike string
+	}{
+		"api key file":     {Deepgram{APIKeyFile: key}, []string{}, "KEY123", "", ""},
+		"env key":          {Deepgram{}, []string{"DEEPGRAM_API_KEY=ENVKEY"}, "ENVKEY", "", ""},
+		"token file wins":  {Deepgram{APIKeyFile: key, TokenFile: tok}, []string{}, "", tok, ""},
+		"token credential": {Deepgram{APIKeyFile: key}, []string{"CREDENTIALS_DIRECTORY=" + creds}, "", creds + "/deepgram-token", ""},
+		"missing token":    {Deepgram{TokenFile: dir + "/nope"}, []string{}, "", "", "nope"},
+		"empty token":      {Deepgram{TokenFile: write("empty", "\n")}, []string{}, "", "", "empty"},
+		"nothing":          {Deepgram{}, []string{}, "", "", "no Deepgram API key or token"},
+	} {
+		got, err := DeepgramCredential(tc.d, tc.env)
+		if tc.errLike != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.errLike) {
+				t.Errorf("%s: err %v", name, err)
+			}
+			continue
+		}
+		if err != nil || got.APIKey != tc.apiKey || got.TokenFile != tc.file || strings.Contains(got.From, "KEY123") || strings.Contains(got.From, "ENVKEY") {
+			t.Errorf("%s: %+v %v", name, got, err)
+		}
 	}
 }
