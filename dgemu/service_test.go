@@ -195,3 +195,41 @@ func TestAuthForms(t *testing.T) {
 		}
 	}
 }
+
+// FuzzAuthenticate: whatever a client sends as Authorization or subprotocols (outside
+// input), authentication neither panics nor accepts a credential it did not issue.
+func FuzzAuthenticate(f *testing.F) {
+	s := NewServer(Config{APIKey: testKey})
+	defer s.Close()
+	tok := s.IssueToken(time.Minute)
+	for _, seed := range [][2]string{
+		{"Token " + testKey, ""}, {"Bearer " + tok, ""}, {"", "token, " + testKey}, {"", "bearer, " + tok},
+		{"Bearer eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.e30.AAAA", ""}, {"Bearer a.b.c", ""}, {"Basic x", ""},
+		{"", "bearer"}, {"Token", ""}, {"", ",,,"},
+	} {
+		f.Add(seed[0], seed[1])
+	}
+	f.Fuzz(func(t *testing.T, authz, protos string) {
+		r, _ := http.NewRequest(http.MethodGet, "http://x/v1/listen", nil)
+		if authz != "" {
+			r.Header.Set("Authorization", authz)
+		}
+		if protos != "" {
+			r.Header.Set("Sec-WebSocket-Protocol", protos)
+		}
+		method, ok := s.authenticate(r, true)
+		if !ok {
+			return
+		}
+		c := presented(r, true)
+		switch {
+		case c.bearer() && c.secret != tok:
+			// Only tokens this server signed pass; the fuzzer cannot forge one.
+			if s.checkJWT(c.secret, time.Now()) != nil {
+				t.Fatalf("accepted %q as %s", c.secret, method)
+			}
+		case !c.bearer() && c.secret != testKey:
+			t.Fatalf("accepted key %q as %s", c.secret, method)
+		}
+	})
+}

@@ -43,10 +43,11 @@ func SensitiveParam(name string) bool {
 func URL(raw string) string {
 	u, err := url.Parse(raw)
 	if err != nil {
-		if strings.Contains(raw, "@") {
+		// Not a URL Go can take apart: nothing in it can be told safe.
+		if strings.ContainsAny(raw, "@?=#") {
 			return "<redacted>"
 		}
-		return Text(raw, len(raw)+3)
+		return noControl(raw)
 	}
 	if u.User != nil {
 		u.User = url.User(Mark)
@@ -95,8 +96,11 @@ var (
 // JWT-shaped strings, credentials in URLs and credential-like name=value pairs; replaces
 // control characters with spaces; and bounds the result to max bytes (plus "...").
 func Text(s string, max int, secrets ...string) string {
+	// Control characters first (in the secrets too), so that no later step can make a
+	// secret appear again.
+	s = noControl(s)
 	for _, sec := range secrets {
-		if len(sec) >= 4 {
+		if sec = noControl(sec); len(sec) >= 4 {
 			s = strings.ReplaceAll(s, sec, Mark)
 		}
 	}
@@ -123,12 +127,6 @@ func Text(s string, max int, secrets ...string) string {
 		}
 		return p[1] + p[2] + Mark
 	})
-	s = strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
-			return ' '
-		}
-		return r
-	}, s)
 	if max > 0 && len(s) > max {
 		cut := max
 		// Do not split a UTF-8 sequence.
@@ -146,4 +144,13 @@ func schemeWord(s string) bool {
 		return true
 	}
 	return false
+}
+
+func noControl(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, s)
 }
