@@ -502,11 +502,7 @@ func (a *Agent) spoolSegment(seg live.Segment) {
 // batchOptions are the pre-recorded query options matching the live ones, without the raw
 // audio parameters (spool files are WAV).
 func batchOptions(d config.Deepgram) map[string][]string {
-	q := live.Query(d)
-	for _, k := range []string{"encoding", "sample_rate", "channels", "interim_results", "utterance_end_ms", "vad_events", "endpointing", "no_delay"} {
-		q.Del(k)
-	}
-	return q
+	return batch.PrerecordedOptions(live.Query(d))
 }
 
 func (a *Agent) publishSpooled(u transcript.Utterance) error {

@@ -283,3 +283,23 @@ func mustQuery(s string) url.Values {
 	}
 	return q
 }
+
+// The grant endpoint's answer and a callback acknowledgement match the spec too.
+func TestGrantAndCallbackMatchSpec(t *testing.T) {
+	s := newTestServer(t, Config{})
+	req, _ := http.NewRequest(http.MethodPost, "http://"+s.Addr()+"/v1/auth/grant", strings.NewReader(`{"ttl_seconds":30}`))
+	req.Header.Set("Authorization", "Token "+testKey)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := readBody(t, resp)
+	resp.Body.Close()
+	checkMessage(t, spec.OpenAPI().MustSchema("GrantV1Response"), "grant", b)
+	resp, b = post(t, s, "model=nova-3&callback=https://collector.invalid/x", bytes.NewReader(append(audio.WAVHeader(3200), tone(0.1)...)), nil)
+	if resp.StatusCode != 200 {
+		t.Fatalf("callback: %d %s", resp.StatusCode, b)
+	}
+	checkMessage(t, spec.OpenAPI().MustSchema("listen_v1_media_transcribe_Response_200"), "accepted", b)
+	checkMessage(t, spec.OpenAPI().MustSchema("ListenV1AcceptedResponse"), "accepted", b)
+}

@@ -16,6 +16,7 @@ import (
 	"github.com/hark-audio/hark/audio"
 	"github.com/hark-audio/hark/config"
 	"github.com/hark-audio/hark/uplink/batch"
+	"github.com/hark-audio/hark/uplink/live"
 )
 
 // Exit statuses of `hark transcribe`, one per failure class so scripts can tell a
@@ -219,42 +220,11 @@ func transcribeError(err error) error {
 	return &exitError{exitTranscribeOther, err}
 }
 
-// prerecordedOptions builds the query from the deepgram settings that apply to a file.
+// prerecordedOptions builds the query from the deepgram settings that apply to a file: the
+// live stream's options (one builder, so extra never overrides hark's keys here either)
+// less the live-only ones.
 func prerecordedOptions(d config.Deepgram) url.Values {
-	q := url.Values{}
-	set := func(k string, on bool) {
-		if on {
-			q.Set(k, "true")
-		}
-	}
-	if d.Model != "" {
-		q.Set("model", d.Model)
-	}
-	if d.Language != "" {
-		q.Set("language", d.Language)
-	}
-	set("punctuate", d.Punctuate)
-	set("smart_format", d.SmartFormat)
-	set("diarize", d.Diarize)
-	set("numerals", d.Numerals)
-	set("filler_words", d.FillerWords)
-	set("profanity_filter", d.ProfanityFilter)
-	for _, v := range d.Keyterm {
-		q.Add("keyterm", v)
-	}
-	for _, v := range d.Keywords {
-		q.Add("keywords", v)
-	}
-	for _, v := range d.Redact {
-		q.Add("redact", v)
-	}
-	for _, v := range d.Tag {
-		q.Add("tag", v)
-	}
-	for k, v := range d.Extra {
-		q.Set(k, v)
-	}
-	return batch.PrerecordedOptions(q)
+	return batch.PrerecordedOptions(live.Query(d))
 }
 
 func isTerminal(w io.Writer) bool {

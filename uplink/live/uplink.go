@@ -675,7 +675,7 @@ func (u *Uplink) maybeDial(now time.Time) {
 	}
 	target, err := streamURL(u.cfg.URL, u.currentOptions())
 	if err != nil {
-		u.log.Error("invalid stream URL", "err", err)
+		u.log.Error("invalid stream URL", "err", redact.Text(err.Error(), 300))
 		u.failures++
 		u.retryAt = now.Add(u.cfg.RefusedRetry)
 		u.abandonBacklog("invalid URL")
