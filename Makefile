@@ -21,7 +21,10 @@ test: test-deps vet fmt-check
 	$(GO) test -race -count=1 -timeout 12m ./...
 	$(MAKE) test-sdk
 
+## test-sdk: the official Deepgram SDKs against the emulator: Go (test/sdk) and JS
+## (@deepgram/sdk pinned in test/sdk/js/package-lock.json, driven by test/sdk/js_test.go).
 test-sdk:
+	cd test/sdk/js && npm ci --no-audit --no-fund --loglevel=error
 	cd test/sdk && $(GO) test -race -count=1 ./...
 
 test-deps:

@@ -73,7 +73,7 @@ func (nopNotifier) Progress()     {}
 
 // ErrNoAPIKey means no Deepgram API key was found anywhere: a configuration problem that
 // retrying will not fix (the command exits with EX_CONFIG so systemd stops restarting).
-var ErrNoAPIKey = errors.New("no Deepgram API key: set deepgram.api_key_file, provide the systemd credential deepgram-api-key, or set DEEPGRAM_API_KEY")
+var ErrNoAPIKey = config.ErrNoDeepgramAuth
 
 // ConfigError wraps errors that come from the configuration or the secrets it points to.
 type ConfigError struct{ Err error }
@@ -165,14 +165,14 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	a.muted.Store(muted)
 
-	apiKey, keyFrom, err := config.Secret(cfg.Deepgram.APIKeyFile, "deepgram-api-key", "DEEPGRAM_API_KEY", a.opts.Environ)
-	if err != nil {
-		return &ConfigError{fmt.Errorf("deepgram api key: %w", err)}
-	}
-	if apiKey == "" {
+	auth, err := config.DeepgramCredential(cfg.Deepgram, a.opts.Environ)
+	if errors.Is(err, config.ErrNoDeepgramAuth) {
 		return ErrNoAPIKey
 	}
-	a.log.Info("deepgram api key loaded", "from", keyFrom)
+	if err != nil {
+		return &ConfigError{fmt.Errorf("deepgram credential: %w", err)}
+	}
+	a.log.Info("deepgram credential loaded", "from", auth.From)
 
 	// 1. The spool: opened first because everything after it may need to hand it audio.
 	sp, err := spool.Open(cfg.Spool.Dir, spool.Limits{MaxBytes: cfg.Spool.MaxBytes, MaxAge: cfg.Spool.MaxAge.D()}, a.opts.Logger)
@@ -196,10 +196,11 @@ func (a *Agent) Run(ctx context.Context) error {
 
 	// 3. The spool uploader needs no audio: speech spooled by the last run is transcribed
 	//    even while the microphone is missing.
-	client := batch.NewClient(batch.ClientConfig{URL: cfg.Deepgram.PrerecordedURL, APIKey: apiKey,
-		Logger: a.opts.Logger})
+	client := batch.NewClient(batch.ClientConfig{URL: cfg.Deepgram.PrerecordedURL, APIKey: auth.APIKey,
+		TokenFile: auth.TokenFile, Logger: a.opts.Logger})
 	a.uploader = batch.NewUploader(sp, client, batch.UploaderConfig{Concurrency: cfg.Spool.Concurrency,
-		Logger: a.opts.Logger, Publish: a.publishSpooled})
+		Logger: a.opts.Logger, Publish: a.publishSpooled,
+		OnChange: func(batch.Stats) { a.st.touchSpool() }})
 	loadCtx, loadCancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer loadCancel()
 	loadDone := make(chan struct{})
@@ -223,7 +224,7 @@ func (a *Agent) Run(ctx context.Context) error {
 
 	// 5. The live uplink. Set under mu: a remote configuration change may already be
 	// looking for it (adopt).
-	up := live.New(a.liveConfig(cfg, apiKey), a.liveHandler())
+	up := live.New(a.liveConfig(cfg, auth), a.liveHandler())
 	a.mu.Lock()
 	a.uplink = up
 	a.mu.Unlock()
@@ -445,10 +446,10 @@ func (a *Agent) captureConfig(cfg config.Config) capture.Config {
 	}
 }
 
-func (a *Agent) liveConfig(cfg config.Config, key string) live.Config {
+func (a *Agent) liveConfig(cfg config.Config, auth config.DeepgramAuth) live.Config {
 	d := cfg.Deepgram
 	return live.Config{
-		URL: d.URL, APIKey: key, Options: live.Query(d),
+		URL: d.URL, APIKey: auth.APIKey, TokenFile: auth.TokenFile, Options: live.Query(d),
 		KeepAlive: d.KeepAlive.D(), IdleClose: d.IdleClose.D(), ConnectTimeout: d.ConnectTimeout.D(),
 		Interim: d.InterimResults,
 		// A file or stdin read faster than real time can wait for the uplink; a microphone
@@ -510,8 +511,9 @@ func (a *Agent) spoolSegment(seg live.Segment) {
 	a.counters.spooledSamples.Add(int64(len(samples)))
 	a.event("spooled", time.Now(), map[string]any{"start": transcript.FormatTime(seg.Start),
 		"seconds": float64(len(samples)) / audio.SampleRate, "reason": seg.Reason})
+	// No Kick: Put wakes an idle uploader, and a backoff in progress is there because the
+	// service or the network failed (docs/spool.md).
 	a.st.touchSpool()
-	a.uploader.Kick()
 }
 
 // maxGapFrames bounds the silence segmentSamples puts in for frames capture dropped.
@@ -540,11 +542,7 @@ func segmentSamples(frames []audio.Frame) []int16 {
 // batchOptions are the pre-recorded query options matching the live ones, without the raw
 // audio parameters (spool files are WAV).
 func batchOptions(d config.Deepgram) map[string][]string {
-	q := live.Query(d)
-	for _, k := range []string{"encoding", "sample_rate", "channels", "interim_results", "utterance_end_ms", "vad_events", "endpointing", "no_delay"} {
-		q.Del(k)
-	}
-	return q
+	return batch.PrerecordedOptions(live.Query(d))
 }
 
 func (a *Agent) publishSpooled(u transcript.Utterance) error {

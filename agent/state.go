@@ -15,6 +15,7 @@ import (
 
 	"github.com/hark-audio/hark/audio"
 	"github.com/hark-audio/hark/transcript"
+	"github.com/hark-audio/hark/uplink/batch"
 )
 
 // State is the retained <base>/state payload.
@@ -42,10 +43,14 @@ type UplinkState struct {
 	RequestID string `json:"request_id,omitempty"`
 }
 
-// SpoolState is the spool's size as published.
+// SpoolState is the spool's size as published, and the uploader's state when it is not
+// simply working: "paused" with the service's reason (a refused key, a 400 about the
+// request...) or "backoff" with the last failure.
 type SpoolState struct {
-	Entries int   `json:"entries"`
-	Bytes   int64 `json:"bytes"`
+	Entries   int    `json:"entries"`
+	Bytes     int64  `json:"bytes"`
+	Uploads   string `json:"uploads,omitempty"`
+	LastError string `json:"last_error,omitempty"`
 }
 
 // stateTracker publishes the state when, and only when, it changes.
@@ -93,7 +98,13 @@ func (t *stateTracker) touchSpool() {
 		return
 	}
 	st := t.a.spool.Stats()
-	t.set(func(s *State) { s.Spool = SpoolState{Entries: st.Entries, Bytes: st.Bytes} })
+	sp := SpoolState{Entries: st.Entries, Bytes: st.Bytes}
+	if t.a.uploader != nil {
+		if us := t.a.uploader.Stats(); us.State == batch.StatePaused || us.State == batch.StateBackoff {
+			sp.Uploads, sp.LastError = string(us.State), us.LastError
+		}
+	}
+	t.set(func(s *State) { s.Spool = sp })
 }
 
 // statusLine is the one-line systemd STATUS=.
@@ -118,6 +129,9 @@ func statusLine(s State) string {
 	}
 	if s.Spool.Entries > 0 {
 		fmt.Fprintf(&b, "; spool %d", s.Spool.Entries)
+	}
+	if s.Spool.Uploads == string(batch.StatePaused) {
+		fmt.Fprintf(&b, "; spool uploads paused (%s)", s.Spool.LastError)
 	}
 	return b.String()
 }

@@ -51,7 +51,11 @@ type Deepgram struct {
 	// PrerecordedURL defaults to URL with wss→https, ws→http.
 	PrerecordedURL string `yaml:"prerecorded_url" json:"prerecorded_url"`
 	// APIKeyFile holds the key; else $CREDENTIALS_DIRECTORY/deepgram-api-key, else $DEEPGRAM_API_KEY.
-	APIKeyFile  string `yaml:"api_key_file" json:"api_key_file"`
+	APIKeyFile string `yaml:"api_key_file" json:"api_key_file"`
+	// TokenFile holds a short-lived Deepgram token (JWT, sent as "Bearer") instead of an API
+	// key, re-read at every connection and upload so an external refresher can replace it;
+	// else $CREDENTIALS_DIRECTORY/deepgram-token. When a token is configured it is used.
+	TokenFile   string `yaml:"token_file" json:"token_file"`
 	Model       string `yaml:"model" json:"model"`
 	Language    string `yaml:"language" json:"language"`
 	Punctuate   bool   `yaml:"punctuate" json:"punctuate"`
@@ -71,7 +75,9 @@ type Deepgram struct {
 	Keywords        []string `yaml:"keywords" json:"keywords"` // nova-2 and older
 	Redact          []string `yaml:"redact" json:"redact"`
 	Tag             []string `yaml:"tag" json:"tag"`
-	// Extra holds further query options passed through as given (key → value).
+	// Extra holds further query options passed through as given (key → value). It never
+	// replaces an option hark sets, and options that send audio or results elsewhere
+	// (callback) are refused; remotely it can be changed only if remote.allow lists it.
 	Extra map[string]string `yaml:"extra" json:"extra"`
 	// KeepAlive is the longest the writer stays silent while connected (< 10 s).
 	KeepAlive Duration `yaml:"keepalive" json:"keepalive"`

@@ -2,43 +2,22 @@ package config
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
-	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/hark-audio/hark/internal/redact"
 )
 
-// Redact hides credentials a URL might carry (user info, token-like query values), so a
-// URL can be shown in logs, errors and MQTT payloads.
-func Redact(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		if strings.Contains(raw, "@") {
-			return "<redacted>"
-		}
-		return raw
-	}
-	if u.User != nil {
-		u.User = url.User("REDACTED")
-	}
-	q := u.Query()
-	changed := false
-	for k := range q {
-		lk := strings.ToLower(k)
-		if strings.Contains(lk, "token") || strings.Contains(lk, "key") || strings.Contains(lk, "secret") || strings.Contains(lk, "pass") {
-			q.Set(k, "REDACTED")
-			changed = true
-		}
-	}
-	if changed {
-		u.RawQuery = q.Encode()
-	}
-	return u.String()
-}
+// Redact hides credentials a URL might carry (user info, credential-like query values
+// such as token=, auth=, api_key=), so a URL can be shown in logs, errors and MQTT
+// payloads. It is redact.URL, the one rule hark uses everywhere.
+func Redact(raw string) string { return redact.URL(raw) }
 
 // Redacted returns a copy safe to display or publish. The configuration holds no secret
 // values (only paths to files holding them), but URLs may embed credentials.
@@ -142,4 +121,63 @@ func unwrapPathErr(err error) error {
 		return pe.Err
 	}
 	return err
+}
+
+// DeepgramAuth is how hark authenticates to Deepgram.
+type DeepgramAuth struct {
+	// APIKey is sent as "Token <key>" when no token is configured.
+	APIKey string
+	// TokenFile holds a short-lived JWT sent as "Bearer <JWT>" (re-read at every use).
+	TokenFile string
+	// From says where the credential came from (never its value).
+	From string
+}
+
+// ErrNoDeepgramAuth means neither a token nor an API key was found.
+var ErrNoDeepgramAuth = errors.New("no Deepgram API key or token: set deepgram.api_key_file (or the systemd credential deepgram-api-key, or DEEPGRAM_API_KEY), or deepgram.token_file (or the credential deepgram-token)")
+
+// DeepgramCredential resolves the Deepgram credential: a token first (deepgram.token_file,
+// else the systemd credential deepgram-token), read now to fail early and again at every
+// connection; else the API key (deepgram.api_key_file, the credential deepgram-api-key,
+// $DEEPGRAM_API_KEY; see Secret). Values never appear in the error.
+func DeepgramCredential(d Deepgram, environ []string) (DeepgramAuth, error) {
+	tokenFile, from := d.TokenFile, "file "+d.TokenFile
+	if tokenFile == "" {
+		if dir, ok := lookupEnv(environ, "CREDENTIALS_DIRECTORY"); ok && dir != "" {
+			p := filepath.Join(dir, "deepgram-token")
+			if b, err := os.ReadFile(p); err == nil && strings.TrimSpace(string(b)) != "" {
+				tokenFile, from = p, "systemd credential deepgram-token"
+			}
+		}
+	}
+	if tokenFile != "" {
+		b, err := os.ReadFile(tokenFile)
+		if err != nil {
+			return DeepgramAuth{}, fmt.Errorf("read deepgram token file %s: %w", tokenFile, unwrapPathErr(err))
+		}
+		if strings.TrimSpace(string(b)) == "" {
+			return DeepgramAuth{}, fmt.Errorf("deepgram token file %s is empty", tokenFile)
+		}
+		return DeepgramAuth{TokenFile: tokenFile, From: "token, " + from}, nil
+	}
+	key, keyFrom, err := Secret(d.APIKeyFile, "deepgram-api-key", "DEEPGRAM_API_KEY", environ)
+	if err != nil {
+		return DeepgramAuth{}, err
+	}
+	if key == "" {
+		return DeepgramAuth{}, ErrNoDeepgramAuth
+	}
+	return DeepgramAuth{APIKey: key, From: "api key, " + keyFrom}, nil
+}
+
+func lookupEnv(environ []string, k string) (string, bool) {
+	if environ == nil {
+		return os.LookupEnv(k)
+	}
+	for _, kv := range environ {
+		if n, v, ok := strings.Cut(kv, "="); ok && n == k {
+			return v, true
+		}
+	}
+	return "", false
 }

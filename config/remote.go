@@ -15,6 +15,7 @@ import (
 // a remote change to one is refused unless the local file lists it in remote.allow.
 var SensitiveKeys = []string{
 	"capture.input", "capture.device", "deepgram.url", "deepgram.prerecorded_url", "deepgram.api_key_file",
+	"deepgram.token_file", "deepgram.extra",
 	"mqtt.broker", "mqtt.username", "mqtt.password_file", "mqtt.ca_file", "mqtt.cert_file", "mqtt.key_file",
 	"mqtt.client_id", "mqtt.topic_prefix", "device_id", "state_dir", "spool.dir",
 }

@@ -120,6 +120,9 @@ func validateDeepgram(d Deepgram) error {
 	if err != nil || p.Host == "" || (p.Scheme != "http" && p.Scheme != "https") {
 		return bad("prerecorded_url", "%q is not an http:// or https:// URL", Redact(d.PrerecordedURL))
 	}
+	if p.User != nil {
+		return bad("prerecorded_url", "must not carry credentials; use deepgram.api_key_file or deepgram.token_file")
+	}
 	if d.Model == "" {
 		return bad("model", "must not be empty (an omitted model means an old default)")
 	}
@@ -144,10 +147,8 @@ func validateDeepgram(d Deepgram) error {
 	if len(d.Keyterm) > 0 && !nova3 {
 		return bad("keyterm", "only supported by nova-3 models; use deepgram.keywords with %s", d.Model)
 	}
-	for k := range d.Extra {
-		if k == "" || k == "encoding" || k == "sample_rate" || k == "channels" {
-			return bad("extra", "%q cannot be set here (hark always streams linear16 16 kHz mono)", k)
-		}
+	if err := validateExtra(d.Extra); err != nil {
+		return bad("extra", "%s", err)
 	}
 	if d.KeepAlive.D() < time.Second || d.KeepAlive.D() > 9*time.Second {
 		return bad("keepalive", "%s is out of range [1s, 9s] (the service closes after about 10 s of nothing)", d.KeepAlive)

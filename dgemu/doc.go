@@ -9,9 +9,12 @@
 //
 // # What it models
 //
-// Live (GET /v1/listen, WebSocket): auth by "Authorization: Token KEY" (or Bearer, scheme
-// case-insensitive) or the "Sec-WebSocket-Protocol: token, KEY" form answered with the
-// subprotocol "token"; a dg-request-id header on every response; refusals as plain HTTP
+// Live (GET /v1/listen, WebSocket): auth as the service takes it, "Authorization: Token KEY"
+// for an API key or "Bearer JWT" for a token from POST /v1/auth/grant (scheme
+// case-insensitive), or the "token, KEY" / "bearer, JWT" subprotocols answered with
+// "token" / "bearer" (auth.go); the model/language table of Deepgram's docs, other pairs
+// refused with 400 "Bad Request" (models.go); a dg-request-id header on every response;
+// refusals as plain HTTP
 // with a dg-error header and a JSON body {"err_code","err_msg","request_id"} (503 uses
 // "error_code"); query validation (encoding/sample_rate/channels, model, keywords vs nova-3,
 // utterance_end_ms without interim_results, repeated single-valued options); Results,
@@ -26,7 +29,10 @@
 // raw linear16 with encoding and sample_rate; the 200 response shape with file-relative
 // word times and "utterances" when utterances=true; 400 "failed to process audio: corrupt
 // or unsupported data"; 411 for chunked uploads with Config.RequireContentLength; 413 past
-// Config.MaxBodyBytes; JSON {"url"} bodies are refused (no outbound fetch).
+// Config.MaxBodyBytes; JSON {"url"} bodies are refused (no outbound fetch); callback
+// requests answered with {"request_id"} only, as the service does; AnswerRequests injects
+// raw 2xx answers (not JSON, empty channels, huge bodies). Package dgemu/spec checks all of
+// it against Deepgram's published AsyncAPI and OpenAPI documents.
 //
 // # Transcripts
 //

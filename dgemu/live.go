@@ -31,8 +31,9 @@ const (
 )
 
 var upgrader = websocket.Upgrader{
-	// The service answers the "token, KEY" form with the subprotocol "token".
-	Subprotocols:    []string{"token"},
+	// The service answers the "token, KEY" and "bearer, JWT" forms with the subprotocol
+	// "token" or "bearer" (the first offered that it knows: the scheme, never the secret).
+	Subprotocols:    []string{subprotocolToken, subprotocolBearer},
 	CheckOrigin:     func(*http.Request) bool { return true },
 	ReadBufferSize:  16 << 10,
 	WriteBufferSize: 16 << 10,
@@ -330,17 +331,19 @@ func (ss *session) record(v any) {
 }
 
 func (ss *session) metadata() metadataMsg {
-	dur, ch := 0.0, 0
-	if ss.samples > 0 {
-		dur = round3(float64(ss.samples) / float64(ss.rate))
-		ch = ss.channels
-	}
-	return metadataMsg{Type: "Metadata", restMetadata: restMetadata{
+	md := metadataMsg{Type: "Metadata", restMetadata: restMetadata{
 		TransactionKey: transactionKey, RequestID: ss.info.RequestID,
 		SHA256: hex.EncodeToString(ss.hash.Sum(nil)), Created: time.Now().UTC().Format(createdLayout),
-		Duration: dur, Channels: ch, Models: []string{ss.model.uuid},
-		ModelInfo: map[string]modelInfo{ss.model.uuid: ss.model}, Extra: ss.opts.Extra,
+		Extra: ss.opts.Extra,
 	}}
+	// Without audio the service reports duration 0, channels 0 and no models.
+	if ss.samples > 0 {
+		md.Duration = round3(float64(ss.samples) / float64(ss.rate))
+		md.Channels = ss.channels
+		md.Models = []string{ss.model.uuid}
+		md.ModelInfo = map[string]modelInfo{ss.model.uuid: ss.model}
+	}
+	return md
 }
 
 // closeWith queues Metadata and a close frame, once, behind everything already queued; the

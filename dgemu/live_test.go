@@ -92,7 +92,7 @@ func TestLiveAuth(t *testing.T) {
 	}{
 		{"token", http.Header{"Authorization": {"Token " + testKey}}, true},
 		{"token lower", http.Header{"Authorization": {"token " + testKey}}, true},
-		{"bearer", http.Header{"Authorization": {"Bearer " + testKey}}, true},
+		{"bearer with an API key", http.Header{"Authorization": {"Bearer " + testKey}}, false},
 		{"subprotocol", http.Header{"Sec-WebSocket-Protocol": {"token, " + testKey}}, true},
 		{"bad key", http.Header{"Authorization": {"Token nope"}}, false},
 		{"none", http.Header{}, false},

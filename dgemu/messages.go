@@ -33,7 +33,9 @@ type resultsMsg struct {
 }
 
 // metadataMsg is the live Metadata message: the pre-recorded response's metadata with a
-// type (encoding/json flattens the embedded struct).
+// type (encoding/json flattens the embedded struct). The service sends models,
+// model_info and extra here although the published AsyncAPI schema declares none of them
+// (docs/emulator.md, "Where the published spec and the service differ").
 type metadataMsg struct {
 	Type string `json:"type"`
 	restMetadata
@@ -61,15 +63,18 @@ type errorMsg struct {
 // Pre-recorded response.
 
 type restMetadata struct {
-	TransactionKey string               `json:"transaction_key"`
-	RequestID      string               `json:"request_id"`
-	SHA256         string               `json:"sha256"`
-	Created        string               `json:"created"`
-	Duration       float64              `json:"duration"`
-	Channels       int                  `json:"channels"`
-	Models         []string             `json:"models"`
-	ModelInfo      map[string]modelInfo `json:"model_info"`
-	Extra          map[string]string    `json:"extra,omitempty"`
+	TransactionKey string  `json:"transaction_key"`
+	RequestID      string  `json:"request_id"`
+	SHA256         string  `json:"sha256"`
+	Created        string  `json:"created"`
+	Duration       float64 `json:"duration"`
+	Channels       int     `json:"channels"`
+	// Models and ModelInfo are absent from a live Metadata message when no audio was
+	// received, as the service sends it; the pre-recorded response always has them.
+	Models []string `json:"models,omitempty"`
+	// model_info is keyed by model uuid; the OpenAPI schema gives it no properties.
+	ModelInfo map[string]modelInfo `json:"model_info,omitempty"`
+	Extra     map[string]string    `json:"extra,omitempty"`
 }
 
 type restUtterance struct {
@@ -96,7 +101,9 @@ type restResponse struct {
 	Results  restResults  `json:"results"`
 }
 
-// errorBody is a refusal's JSON body. The 503 form uses error_code instead of err_code.
+// errorBody is a refusal's JSON body, the legacy branch of the spec's ErrorResponse. The
+// 503 form uses error_code instead of err_code, as observed from the service though the
+// spec has no such member.
 type errorBody struct {
 	ErrCode   string `json:"err_code,omitempty"`
 	ErrorCode string `json:"error_code,omitempty"`

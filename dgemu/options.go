@@ -3,7 +3,6 @@ package dgemu
 import (
 	"fmt"
 	"net/url"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -95,38 +94,6 @@ type modelInfo struct {
 	uuid    string
 }
 
-func knownModel(model string) (modelInfo, bool) {
-	m := strings.ToLower(model)
-	switch {
-	case m == "":
-		return modelInfo{"general", "2023-02-22.3", "base", "1ed36bac-f71c-4f3f-a31f-02fd6525c489"}, true
-	case m == "nova-3" || m == "nova-3-general":
-		return modelInfo{"general-nova-3", "2025-04-17.21547", "nova-3", "3b3aabe4-608a-46ac-9585-7960a25daf1a"}, true
-	case m == "nova-3-medical":
-		return modelInfo{"medical-nova-3", "2025-04-17.21547", "nova-3", "8f2a64b3-ff27-4b4d-9a3b-46d6ee9f7c4c"}, true
-	case m == "nova-2" || m == "nova-2-general":
-		return modelInfo{"2-general-nova", "2024-01-18.26916", "nova-2", "c0d1a568-ce81-4fea-97e7-bd45cb1fdf3c"}, true
-	case strings.HasPrefix(m, "nova-2-"):
-		switch strings.TrimPrefix(m, "nova-2-") {
-		case "meeting", "phonecall", "voicemail", "finance", "conversationalai", "video",
-			"medical", "drivethru", "automotive", "atc":
-			v := strings.TrimPrefix(m, "nova-2-")
-			return modelInfo{"2-" + v + "-nova", "2024-01-18.26916", "nova-2", "c0d1a568-ce81-4fea-97e7-bd45cb1f" + fmt.Sprintf("%04x", len(v)*97)}, true
-		}
-	case m == "nova" || m == "nova-general" || m == "nova-phonecall":
-		return modelInfo{"general-nova", "2023-06-14.0", "nova", "6b28e919-8427-4f32-9847-492e2efd7daf"}, true
-	case m == "enhanced" || m == "enhanced-general" || m == "base" || m == "base-general" || m == "general":
-		arch := "base"
-		if strings.HasPrefix(m, "enhanced") {
-			arch = "enhanced"
-		}
-		return modelInfo{"general", "2023-02-22.3", arch, "1ed36bac-f71c-4f3f-a31f-02fd6525c489"}, true
-	}
-	return modelInfo{}, false
-}
-
-var languageRE = regexp.MustCompile(`^(?i:multi|[a-z]{2,3}(-[a-z0-9]{2,8})*)$`)
-
 // parseOptions validates a query the way the service does at the handshake (or before
 // reading a pre-recorded body). live says which endpoint; strict refuses unknown parameters.
 func parseOptions(q url.Values, live, strict bool) (*Options, *queryError) {
@@ -181,15 +148,12 @@ func parseOptions(q url.Values, live, strict bool) (*Options, *queryError) {
 		}
 		o.Model = v
 	}
-	if _, ok := knownModel(o.Model); !ok {
-		return nil, badParam("No such model/language/tier combination found: model %q", o.Model)
-	}
 	o.Language = "en"
 	if v, ok := get("language"); ok {
-		if !languageRE.MatchString(v) {
-			return nil, badParam("No such model/language/tier combination found: language %q", v)
-		}
 		o.Language = v
+	}
+	if qe := checkModelLanguage(o.Model, o.Language); qe != nil {
+		return nil, qe
 	}
 	if v, ok := get("encoding"); ok {
 		decodable, known := rawEncodings[strings.ToLower(v)]

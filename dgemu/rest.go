@@ -63,6 +63,14 @@ func (s *Server) serveREST(w http.ResponseWriter, r *http.Request, reqID string)
 		fail(*inj)
 		return
 	}
+	if a := s.nextAnswer(); a != nil {
+		var n int64
+		status, n = writeAnswer(w, r, reqID, a)
+		s.mu.Lock()
+		ri.BodyBytes = n
+		s.mu.Unlock()
+		return
+	}
 	if _, ok := s.authenticate(r, false); !ok {
 		fail(Refusal{Status: http.StatusUnauthorized})
 		return
@@ -88,6 +96,14 @@ func (s *Server) serveREST(w http.ResponseWriter, r *http.Request, reqID string)
 		// The emulator never fetches remote content: it must work offline and must not
 		// be a way to make requests on a user's behalf.
 		fail(Refusal{Status: http.StatusBadRequest, Code: "REMOTE_CONTENT_ERROR", Message: "dgemu does not fetch remote URLs; upload the audio instead"})
+		return
+	}
+	if callbackRequested(r) {
+		n, _ := io.Copy(io.Discard, http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
+		s.mu.Lock()
+		ri.BodyBytes = n
+		s.mu.Unlock()
+		writeAccepted(w, reqID)
 		return
 	}
 	if r.ContentLength < 0 && s.cfg.RequireContentLength {

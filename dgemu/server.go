@@ -3,6 +3,7 @@ package dgemu
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -45,8 +46,10 @@ type Config struct {
 	// IdleTimeout: no frame from the client for this long closes the stream with
 	// Metadata then 1011 NET-0001. Default 10 s; negative disables.
 	IdleTimeout time.Duration
-	// NoAudioTimeout, if > 0, closes (1011 NET-0001) a stream that has received no audio
-	// this long after opening even if KeepAlives arrive, as the docs warn the service may.
+	// NoAudioTimeout, if > 0, closes (Metadata, then 1011 NET-0000: the service produced
+	// nothing in its window) a stream that has received no audio this long after opening,
+	// even if KeepAlives arrive, as the docs warn the service may. Which NET code the
+	// service uses there is not documented.
 	NoAudioTimeout time.Duration
 	// RealtimeLimit, if > 0, is the maximum ratio of audio seconds to wall-clock seconds
 	// the live endpoint accepts (the service: about 1.25); the emulator enforces it by
@@ -170,12 +173,14 @@ type Server struct {
 	requests   []*RequestInfo
 	refusals   []Refusal
 	restFaults []Refusal
+	answers    []Answer
 	hsDelay    time.Duration
 	paused     bool
 	resume     chan struct{}
 	dropAfter  int64
 	streams    int // live handshakes accepted and not yet ended
 	upgrading  int // handshakes between their checks and their session's registration
+	jwtSecret  [32]byte
 	fixture    []string
 	liveCursor int
 	restCursor int
@@ -211,8 +216,13 @@ func Listen(cfg Config) (*Server, error) {
 		resume:  make(chan struct{}),
 		fixture: append([]string(nil), cfg.Utterances...),
 	}
+	if _, err := rand.Read(s.jwtSecret[:]); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("token secret: %w", err)
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/v1/listen", s.serveListen)
+	mux.HandleFunc(grantPath, s.serveGrant)
 	s.hs = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
 	s.wg.Add(1)
 	go func() {
@@ -289,48 +299,6 @@ func (s *Server) serveListen(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Allow", "GET, POST")
 		refuse(w, reqID, Refusal{Status: http.StatusMethodNotAllowed, Code: "METHOD_NOT_ALLOWED", Message: "method not allowed"})
 	}
-}
-
-// authenticate checks the Authorization header (Token or Bearer, scheme case-insensitive)
-// or, on the live endpoint, the "token, KEY" subprotocol.
-func (s *Server) authenticate(r *http.Request, live bool) (method string, ok bool) {
-	key := ""
-	if h := r.Header.Get("Authorization"); h != "" {
-		scheme, rest, _ := strings.Cut(strings.TrimSpace(h), " ")
-		switch strings.ToLower(scheme) {
-		case "token":
-			method, key = "token", strings.TrimSpace(rest)
-		case "bearer":
-			method, key = "bearer", strings.TrimSpace(rest)
-		}
-	} else if live {
-		if p := subprotocolKey(r); p != "" {
-			method, key = "subprotocol", p
-		}
-	}
-	if key == "" {
-		return method, false
-	}
-	if s.cfg.APIKey != "" && key != s.cfg.APIKey {
-		return method, false
-	}
-	return method, true
-}
-
-// subprotocolKey returns KEY from "Sec-WebSocket-Protocol: token, KEY".
-func subprotocolKey(r *http.Request) string {
-	var protos []string
-	for _, h := range r.Header.Values("Sec-WebSocket-Protocol") {
-		for _, p := range strings.Split(h, ",") {
-			protos = append(protos, strings.TrimSpace(p))
-		}
-	}
-	for i := 0; i+1 < len(protos); i++ {
-		if strings.EqualFold(protos[i], "token") {
-			return protos[i+1]
-		}
-	}
-	return ""
 }
 
 var usualRefusals = map[int][2]string{

@@ -17,6 +17,9 @@ have qemu-aarch64-static || need+=(qemu-user-static)
 have deb-systemd-helper || need+=(init-system-helpers)
 have adduser || need+=(adduser)
 have unshare || need+=(util-linux)
+# Node.js and npm run the official JS SDK against the emulator (make test-sdk). Only when
+# node is missing: where Node comes from elsewhere, Debian's npm conflicts with it.
+have node || need+=(nodejs npm)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   SUDO=""

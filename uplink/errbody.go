@@ -2,14 +2,17 @@ package uplink
 
 import (
 	"encoding/json"
-	"strings"
+
+	"github.com/hark-audio/hark/internal/redact"
 )
 
 // ParseErrorBody reads a Deepgram error body, whatever its shape: err_code or error_code
 // (503s use the latter), err_msg, message or reason, and request_id. A body that is not
-// JSON (a gateway's HTML page) yields empty fields. The results are bounded and stripped of
-// control characters, since they end up in logs and MQTT state.
-func ParseErrorBody(b []byte) (code, msg, requestID string) {
+// JSON (a gateway's HTML page) yields empty fields. The results went through redact.Text
+// (bounded, no control characters, no credentials even when the body echoes the
+// request's Authorization header), since they end up in logs and MQTT state; secrets are
+// hidden wherever they appear.
+func ParseErrorBody(b []byte, secrets ...string) (code, msg, requestID string) {
 	var j struct {
 		ErrCode   string `json:"err_code"`
 		ErrorCode string `json:"error_code"`
@@ -32,19 +35,5 @@ func ParseErrorBody(b []byte) (code, msg, requestID string) {
 	if msg == "" {
 		msg = j.Reason
 	}
-	return Clean(code, 100), Clean(msg, 500), Clean(j.RequestID, 100)
-}
-
-// Clean bounds and strips control characters from text that ends up in logs.
-func Clean(s string, max int) string {
-	s = strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
-			return ' '
-		}
-		return r
-	}, s)
-	if len(s) > max {
-		s = s[:max] + "..."
-	}
-	return strings.TrimSpace(s)
+	return redact.Text(code, 100, secrets...), redact.Text(msg, 500, secrets...), redact.Text(j.RequestID, 100, secrets...)
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/hark-audio/hark/audio"
 	"github.com/hark-audio/hark/config"
 	"github.com/hark-audio/hark/uplink/batch"
+	"github.com/hark-audio/hark/uplink/live"
 )
 
 // Exit statuses of `hark transcribe`, one per failure class so scripts can tell a
@@ -76,12 +77,9 @@ func cmdTranscribe(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return &exitError{exitTranscribeOther, fmt.Errorf("invalid configuration: %w", err)}
 	}
 	cfg := l.Config
-	key, _, err := config.Secret(cfg.Deepgram.APIKeyFile, "deepgram-api-key", "DEEPGRAM_API_KEY", nil)
+	auth, err := config.DeepgramCredential(cfg.Deepgram, nil)
 	if err != nil {
-		return &exitError{exitTranscribeOther, fmt.Errorf("Deepgram API key: %w", err)}
-	}
-	if key == "" {
-		return &exitError{exitTranscribeOther, errors.New("no Deepgram API key: set deepgram.api_key_file, the systemd credential deepgram-api-key, or DEEPGRAM_API_KEY")}
+		return &exitError{exitTranscribeOther, err}
 	}
 
 	opts := prerecordedOptions(cfg.Deepgram)
@@ -106,7 +104,7 @@ func cmdTranscribe(ctx context.Context, args []string, stdout, stderr io.Writer)
 	}
 
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	c := batch.NewClient(batch.ClientConfig{URL: cfg.Deepgram.PrerecordedURL, APIKey: key, Logger: log})
+	c := batch.NewClient(batch.ClientConfig{URL: cfg.Deepgram.PrerecordedURL, APIKey: auth.APIKey, TokenFile: auth.TokenFile, Logger: log})
 	defer c.CloseIdleConnections()
 	var progress func(sent, total int64)
 	var pw *progressWriter
@@ -190,7 +188,7 @@ func transcribeError(err error) error {
 		detail := ae.Error()
 		switch s := ae.Status; {
 		case s == 401:
-			return &exitError{exitTranscribeAuth, fmt.Errorf("the Deepgram API key was refused (check the key file or DEEPGRAM_API_KEY): %s", detail)}
+			return &exitError{exitTranscribeAuth, fmt.Errorf("the Deepgram credential was refused (check the key file or DEEPGRAM_API_KEY, or the token file): %s", detail)}
 		case s == 402:
 			return &exitError{exitTranscribeCredits, fmt.Errorf("the Deepgram project has no credits left: %s", detail)}
 		case s == 403:
@@ -203,13 +201,17 @@ func transcribeError(err error) error {
 			return &exitError{exitTranscribeRateLimited, fmt.Errorf("rate limited by Deepgram; try again later: %s", detail)}
 		case s >= 500:
 			return &exitError{exitTranscribeServer, fmt.Errorf("Deepgram server error; try again later: %s", detail)}
-		case s == 400 && ae.Code == "INVALID_QUERY_PARAMETER":
-			return &exitError{exitTranscribeRejected, fmt.Errorf("Deepgram rejected an option (check model, language and the other deepgram settings): %s", detail)}
-		case s == 400 || s == 415:
+		case s == 415 || s == 400 && batch.Classify(err) == batch.ClassBadAudio:
 			return &exitError{exitTranscribeRejected, fmt.Errorf("Deepgram could not decode the audio (corrupt or unsupported): %s", detail)}
+		case s == 400:
+			// Any other 400 is about the request, not the file (an unknown option, a
+			// model/language pair the service does not serve...).
+			return &exitError{exitTranscribeRejected, fmt.Errorf("Deepgram rejected the request (check model, language and the other deepgram settings): %s", detail)}
 		default:
 			return &exitError{exitTranscribeRejected, fmt.Errorf("Deepgram rejected the request (check deepgram.prerecorded_url): %s", detail)}
 		}
+	case errors.Is(err, batch.ErrBadResponse):
+		return &exitError{exitTranscribeServer, fmt.Errorf("Deepgram's answer was not a usable transcription: %w", err)}
 	case errors.As(err, &ne) && ne.Timeout:
 		return &exitError{exitTranscribeTimeout, fmt.Errorf("the upload timed out: %w", err)}
 	case errors.As(err, &ne):
@@ -218,42 +220,11 @@ func transcribeError(err error) error {
 	return &exitError{exitTranscribeOther, err}
 }
 
-// prerecordedOptions builds the query from the deepgram settings that apply to a file.
+// prerecordedOptions builds the query from the deepgram settings that apply to a file: the
+// live stream's options (one builder, so extra never overrides hark's keys here either)
+// less the live-only ones.
 func prerecordedOptions(d config.Deepgram) url.Values {
-	q := url.Values{}
-	set := func(k string, on bool) {
-		if on {
-			q.Set(k, "true")
-		}
-	}
-	if d.Model != "" {
-		q.Set("model", d.Model)
-	}
-	if d.Language != "" {
-		q.Set("language", d.Language)
-	}
-	set("punctuate", d.Punctuate)
-	set("smart_format", d.SmartFormat)
-	set("diarize", d.Diarize)
-	set("numerals", d.Numerals)
-	set("filler_words", d.FillerWords)
-	set("profanity_filter", d.ProfanityFilter)
-	for _, v := range d.Keyterm {
-		q.Add("keyterm", v)
-	}
-	for _, v := range d.Keywords {
-		q.Add("keywords", v)
-	}
-	for _, v := range d.Redact {
-		q.Add("redact", v)
-	}
-	for _, v := range d.Tag {
-		q.Add("tag", v)
-	}
-	for k, v := range d.Extra {
-		q.Set(k, v)
-	}
-	return batch.PrerecordedOptions(q)
+	return batch.PrerecordedOptions(live.Query(d))
 }
 
 func isTerminal(w io.Writer) bool {

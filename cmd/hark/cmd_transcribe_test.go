@@ -117,10 +117,11 @@ func TestTranscribeFailureClasses(t *testing.T) {
 		code   int
 		msg    string
 	}{
-		{"401", []dgemu.Refusal{{Status: 401}}, 10, "API key was refused"},
+		{"401", []dgemu.Refusal{{Status: 401}}, 10, "credential was refused"},
 		{"402", []dgemu.Refusal{{Status: 402}}, 11, "no credits"},
 		{"403", []dgemu.Refusal{{Status: 403}}, 12, "may not use"},
-		{"400 option", []dgemu.Refusal{{Status: 400}}, 13, "rejected an option"},
+		{"400 option", []dgemu.Refusal{{Status: 400}}, 13, "rejected the request (check model"},
+		{"400 model/language", []dgemu.Refusal{{Status: 400, Code: "Bad Request", Message: "No such model/language/tier combination found."}}, 13, "rejected the request (check model"},
 		{"400 corrupt", []dgemu.Refusal{{Status: 400, Code: "Bad Request", Message: "failed to process audio: corrupt or unsupported data"}}, 13, "could not decode the audio"},
 		{"413", []dgemu.Refusal{{Status: 413}}, 14, "too large"},
 		{"429", dgemu.Times(4, dgemu.Refusal{Status: 429, RetryAfter: "0"}), 15, "rate limited"},

@@ -130,6 +130,9 @@ func liveOptions() *interfaces.LiveTranscriptionOptions {
 // SDK can produce, and checks transcripts, Metadata and the server's close.
 func TestLiveSDK(t *testing.T) {
 	pcm, lines := demo(t)
+	// The bearer form needs a token the server issued (as POST /v1/auth/grant would):
+	// the service refuses an API key under Bearer.
+	var bearerToken string
 	forms := []struct {
 		name string
 		opts func(host string) *interfaces.ClientOptions
@@ -137,7 +140,9 @@ func TestLiveSDK(t *testing.T) {
 		auth string
 	}{
 		{"token", func(h string) *interfaces.ClientOptions { return &interfaces.ClientOptions{Host: h} }, key, "token"},
-		{"bearer", func(h string) *interfaces.ClientOptions { return &interfaces.ClientOptions{Host: h, AccessToken: key} }, "", "bearer"},
+		{"bearer", func(h string) *interfaces.ClientOptions {
+			return &interfaces.ClientOptions{Host: h, AccessToken: bearerToken}
+		}, "", "bearer"},
 		{"subprotocol", func(h string) *interfaces.ClientOptions {
 			return &interfaces.ClientOptions{Host: h, WSHeaderProcessor: func(hd http.Header) {
 				hd.Del("Authorization")
@@ -149,6 +154,7 @@ func TestLiveSDK(t *testing.T) {
 		t.Run(form.name, func(t *testing.T) {
 			srv := dgemu.NewServer(dgemu.Config{APIKey: key, Utterances: lines})
 			defer srv.Close()
+			bearerToken = srv.IssueToken(time.Minute)
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			rec := newRecorder()

@@ -27,9 +27,9 @@ package batch
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/hark-audio/hark/internal/backoff"
 	"io"
 	"log/slog"
 	"net"
@@ -37,12 +37,15 @@ import (
 	"net/url"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/go-cleanhttp"
 	"github.com/hashicorp/go-retryablehttp"
 
 	"github.com/hark-audio/hark/audio"
+	"github.com/hark-audio/hark/internal/backoff"
+	"github.com/hark-audio/hark/internal/redact"
 	"github.com/hark-audio/hark/uplink"
 )
 
@@ -52,6 +55,9 @@ type ClientConfig struct {
 	URL string
 	// APIKey is sent as "Authorization: Token <key>" and nowhere else.
 	APIKey string
+	// TokenFile, if set, holds a short-lived JWT sent as "Authorization: Bearer <JWT>"
+	// instead of the API key; it is read afresh for every call (see uplink.Authorization).
+	TokenFile string
 	// Options are default query options; per-call options override them key by key.
 	Options url.Values
 	Logger  *slog.Logger
@@ -135,10 +141,29 @@ func (c *Client) CloseIdleConnections() {
 // the Client and Uploader log the classified outcome.
 type leveledLogger struct{ l *slog.Logger }
 
-func (a leveledLogger) Error(msg string, kv ...any) { a.l.Debug(msg, kv...) }
-func (a leveledLogger) Info(msg string, kv ...any)  { a.l.Debug(msg, kv...) }
-func (a leveledLogger) Debug(msg string, kv ...any) { a.l.Debug(msg, kv...) }
-func (a leveledLogger) Warn(msg string, kv ...any)  { a.l.Debug(msg, kv...) }
+func (a leveledLogger) Error(msg string, kv ...any) { a.l.Debug(msg, scrubKV(kv)...) }
+func (a leveledLogger) Info(msg string, kv ...any)  { a.l.Debug(msg, scrubKV(kv)...) }
+func (a leveledLogger) Debug(msg string, kv ...any) { a.l.Debug(msg, scrubKV(kv)...) }
+func (a leveledLogger) Warn(msg string, kv ...any)  { a.l.Debug(msg, scrubKV(kv)...) }
+
+// scrubKV hides credentials in the library's log values: it logs request URLs (which may
+// carry an endpoint's token= query) and errors quoting them.
+func scrubKV(kv []any) []any {
+	out := make([]any, len(kv))
+	for i, v := range kv {
+		switch x := v.(type) {
+		case string:
+			out[i] = redact.Text(x, 1000)
+		case error:
+			out[i] = redact.Text(x.Error(), 1000)
+		case fmt.Stringer:
+			out[i] = redact.Text(x.String(), 1000)
+		default:
+			out[i] = v
+		}
+	}
+	return out
+}
 
 // NetError is a failure to get any HTTP answer (connection refused, reset, DNS,
 // timeout) after all retries.
@@ -146,6 +171,7 @@ type NetError struct {
 	Err      error
 	Attempts int
 	Timeout  bool
+	msg      string // Err's text through redact.Text: it quotes the URL
 }
 
 func (e *NetError) Error() string {
@@ -153,13 +179,19 @@ func (e *NetError) Error() string {
 	if e.Timeout {
 		what = "timed out"
 	}
-	return fmt.Sprintf("deepgram upload %s after %d attempt(s): %v", what, e.Attempts, e.Err)
+	msg := e.msg
+	if msg == "" {
+		msg = redact.Text(e.Err.Error(), 500)
+	}
+	return fmt.Sprintf("deepgram upload %s after %d attempt(s): %s", what, e.Attempts, msg)
 }
 
 func (e *NetError) Unwrap() error { return e.Err }
 
-// ErrBadResponse is wrapped when a 200 answer is not a usable transcription response:
-// a server or proxy fault, so it is transient for the file.
+// ErrBadResponse is wrapped when a 200 answer is not a usable transcription response (not
+// JSON, too large, no channels, only a callback's request_id): a proxy or service fault,
+// or an option that sends the results elsewhere. Retrying it costs an upload each time,
+// so the uploader counts such answers per entry and moves the entry aside after a few.
 var ErrBadResponse = errors.New("unusable transcription response")
 
 // Class says what a failed call means for the entry and for the uploader.
@@ -174,9 +206,12 @@ const (
 	// ClassConfig: the request is wrong for every file (400 INVALID_QUERY_PARAMETER, a
 	// wrong URL giving 404/405, 411, other 4xx): pause like ClassAuth.
 	ClassConfig
-	// ClassBadAudio: this file will never be accepted (400 corrupt audio, 413, 415):
-	// move it aside.
+	// ClassBadAudio: this file will never be accepted (a 400 saying the audio cannot be
+	// processed, 413, 415): move it aside.
 	ClassBadAudio
+	// ClassUnusable: a 2xx answer that is not a usable transcription (ErrBadResponse).
+	// Retried with backoff per entry; moved aside after a few.
+	ClassUnusable
 	// ClassLocal: the file could not be read locally.
 	ClassLocal
 	// ClassCanceled: the context ended.
@@ -193,6 +228,8 @@ func (c Class) String() string {
 		return "config"
 	case ClassBadAudio:
 		return "bad_audio"
+	case ClassUnusable:
+		return "unusable"
 	case ClassLocal:
 		return "local"
 	case ClassCanceled:
@@ -212,19 +249,31 @@ func Classify(err error) Class {
 		switch s := ae.Status; {
 		case s == 401 || s == 402 || s == 403:
 			return ClassAuth
-		case s == 400 && ae.Code == "INVALID_QUERY_PARAMETER":
-			return ClassConfig
-		case s == 400 || s == 413 || s == 415:
+		case s == 400 && unreadableAudio(ae):
+			return ClassBadAudio
+		case s == 413 || s == 415:
 			return ClassBadAudio
 		case s == 408 || s == 429 || s >= 500 && s != 501:
 			return ClassTransient
 		default:
 			return ClassConfig
 		}
-	case errors.As(err, &ne), errors.Is(err, ErrBadResponse):
+	case errors.Is(err, ErrBadResponse):
+		return ClassUnusable
+	case errors.As(err, &ne):
 		return ClassTransient
 	}
 	return ClassLocal
+}
+
+// unreadableAudio: a 400 is about the file only when the service says it could not
+// process the audio ("failed to process audio: corrupt or unsupported data"). Every other
+// 400 (INVALID_QUERY_PARAMETER, "Bad Request: No such model/language/tier combination
+// found", an unknown option...) is about the request, fails for every file alike, and
+// must pause uploads rather than send the spool to failed/.
+func unreadableAudio(ae *APIError) bool {
+	m := strings.ToLower(ae.Message)
+	return strings.Contains(m, "failed to process audio") || strings.Contains(m, "corrupt or unsupported data")
 }
 
 // IsTimeout reports whether err is a timeout (of an attempt, not of the caller's context).
@@ -251,9 +300,19 @@ func PrerecordedOptions(live url.Values) url.Values {
 	return out
 }
 
-// maxResponseBytes bounds a 200 body. A transcript runs at roughly 400 bytes per second
-// of audio; 64 MiB covers well over a day.
-const maxResponseBytes = 64 << 20
+// A 200 body is bounded by the audio it answers for: a transcript with words, utterances
+// and punctuation runs under 1 KiB per second of audio, so 16 KiB per second (plus a base)
+// is ample, and a proxy or service sending a body of hundreds of megabytes cannot take the
+// memory of a small device (Concurrency uploads at once). maxResponseBytes caps it.
+const (
+	maxResponseBytes      = 64 << 20
+	baseResponseBytes     = 256 << 10
+	responseBytesPerAudio = 16 << 10 // per second of audio
+)
+
+func responseLimit(dur time.Duration) int64 {
+	return min(int64(maxResponseBytes), baseResponseBytes+int64(dur.Seconds()*responseBytesPerAudio))
+}
 
 // maxErrorBytes bounds an error body we keep.
 const maxErrorBytes = 64 << 10
@@ -289,10 +348,19 @@ func (c *Client) TranscribeFile(ctx context.Context, path string, opts url.Value
 
 	u, err := url.Parse(c.cfg.URL)
 	if err != nil {
-		return nil, fmt.Errorf("pre-recorded URL: %w", err)
+		return nil, fmt.Errorf("pre-recorded URL: %s", redact.URL(c.cfg.URL))
 	}
+	// The endpoint's own query (a proxy's parameters) is kept; options add to it.
 	if len(q) > 0 {
-		u.RawQuery = q.Encode()
+		base := u.Query()
+		for k, v := range q {
+			base[k] = v
+		}
+		u.RawQuery = base.Encode()
+	}
+	authz, secret, err := uplink.Authorization(c.cfg.APIKey, c.cfg.TokenFile)
+	if err != nil {
+		return nil, err
 	}
 	body := func() (io.Reader, error) {
 		f, err := os.Open(path)
@@ -306,7 +374,7 @@ func (c *Client) TranscribeFile(ctx context.Context, path string, opts url.Value
 		return nil, fmt.Errorf("build request: %w", err)
 	}
 	req.ContentLength = size
-	req.Header.Set("Authorization", "Token "+c.cfg.APIKey)
+	req.Header.Set("Authorization", authz)
 	req.Header.Set("Content-Type", ctype)
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("User-Agent", c.cfg.UserAgent)
@@ -338,17 +406,20 @@ func (c *Client) TranscribeFile(ctx context.Context, path string, opts url.Value
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("upload: %w", ctx.Err())
 		}
-		return nil, &NetError{Err: err, Attempts: attempts, Timeout: isTimeout(err)}
+		return nil, &NetError{Err: err, Attempts: attempts, Timeout: isTimeout(err), msg: redact.Text(err.Error(), 500, secret)}
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBytes))
-		ae := &APIError{Status: resp.StatusCode, Attempts: attempts, Body: b,
-			RequestID: uplink.Clean(resp.Header.Get("dg-request-id"), 100)}
-		code, msg, rid := uplink.ParseErrorBody(b)
+		// Server text is scrubbed before it goes anywhere: a body that echoes the
+		// Authorization header must not reach a log, the health topic or failed/.
+		ae := &APIError{Status: resp.StatusCode, Attempts: attempts,
+			Body:      []byte(redact.Text(string(b), maxErrorBytes, secret)),
+			RequestID: redact.Text(resp.Header.Get("dg-request-id"), 100, secret)}
+		code, msg, rid := uplink.ParseErrorBody(b, secret)
 		ae.Code, ae.Message = code, msg
 		if ae.Message == "" {
-			ae.Message = uplink.Clean(resp.Header.Get("dg-error"), 500)
+			ae.Message = redact.Text(resp.Header.Get("dg-error"), 500, secret)
 		}
 		if ae.Message == "" {
 			ae.Message = http.StatusText(resp.StatusCode)
@@ -361,23 +432,27 @@ func (c *Client) TranscribeFile(ctx context.Context, path string, opts url.Value
 		}
 		return nil, ae
 	}
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes+1))
+	limit := responseLimit(dur)
+	r, err := DecodeResponse(resp.Body, limit)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("upload: %w", ctx.Err())
 		}
-		return nil, &NetError{Err: fmt.Errorf("read response: %w", err), Attempts: attempts, Timeout: isTimeout(err)}
+		var re *readError
+		if errors.As(err, &re) {
+			return nil, &NetError{Err: fmt.Errorf("read response: %w", re.err), Attempts: attempts,
+				Timeout: isTimeout(re.err), msg: redact.Text("read response: "+re.err.Error(), 500, secret)}
+		}
+		return nil, fmt.Errorf("%w (request_id %s): %s", ErrBadResponse,
+			redact.Text(resp.Header.Get("dg-request-id"), 100, secret), redact.Text(err.Error(), 300, secret))
 	}
-	if len(b) > maxResponseBytes {
-		return nil, fmt.Errorf("%w: larger than %d bytes", ErrBadResponse, maxResponseBytes)
-	}
-	r, err := ParseResponse(b)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadResponse, err)
-	}
-	r.Raw = b
 	if r.Metadata.RequestID == "" {
-		r.Metadata.RequestID = uplink.Clean(resp.Header.Get("dg-request-id"), 100)
+		r.Metadata.RequestID = redact.Text(resp.Header.Get("dg-request-id"), 100, secret)
+	}
+	// What is saved next to the entry: the parsed response, re-encoded (only the fields
+	// hark uses), so the body is never held twice.
+	if r.Raw, err = json.Marshal(r); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadResponse, err)
 	}
 	return r, nil
 }

@@ -1,9 +1,11 @@
 package batch
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"strings"
 	"time"
@@ -74,17 +76,83 @@ type Utterance struct {
 // day of 16 kHz audio would need, so a larger value is garbage.
 const maxFileSeconds = 24 * 3600
 
-// ParseResponse parses and checks a 200 body. It rejects bodies that are not a
-// transcription response (no results.channels) and word times that are not finite,
-// negative, reversed or absurdly large, so nothing downstream turns garbage into
-// wall-clock times.
+// ParseResponse parses and checks a 200 body (see DecodeResponse).
 func ParseResponse(b []byte) (*Response, error) {
-	var r Response
-	if err := json.Unmarshal(b, &r); err != nil {
+	return DecodeResponse(bytes.NewReader(b), int64(len(b)))
+}
+
+// readError is a failure to read the body (as opposed to a body that is not usable).
+type readError struct{ err error }
+
+func (e *readError) Error() string { return e.err.Error() }
+
+// limitedReader is io.LimitedReader that tells "the body ended" from "the limit was hit"
+// and keeps read errors apart from decoding errors.
+type limitedReader struct {
+	r    io.Reader
+	left int64
+	over bool
+	err  error
+}
+
+func (l *limitedReader) Read(p []byte) (int, error) {
+	if l.left <= 0 {
+		// One byte past the limit tells a body of exactly the limit from a larger one.
+		var one [1]byte
+		n, err := l.r.Read(one[:])
+		if n > 0 {
+			l.over = true
+			return 0, errTooLarge
+		}
+		return 0, err
+	}
+	if int64(len(p)) > l.left {
+		p = p[:l.left]
+	}
+	n, err := l.r.Read(p)
+	l.left -= int64(n)
+	if err != nil && err != io.EOF {
+		l.err = err
+	}
+	return n, err
+}
+
+var errTooLarge = errors.New("larger than the limit")
+
+// DecodeResponse decodes a 200 body from r as it arrives, reading at most limit bytes,
+// and checks it. It rejects bodies larger than limit; bodies that are not a
+// transcription response: no results, an empty channel list or a channel without
+// alternatives (an unusable answer, not an empty transcript), a callback's bare
+// {"request_id"}; and word times that are not finite, negative, reversed or absurdly
+// large, so nothing downstream turns garbage into wall-clock times.
+func DecodeResponse(body io.Reader, limit int64) (*Response, error) {
+	lr := &limitedReader{r: body, left: limit}
+	var probe struct {
+		Response
+		RequestID *string `json:"request_id"` // a callback's acknowledgement
+	}
+	dec := json.NewDecoder(lr)
+	if err := dec.Decode(&probe); err != nil {
+		switch {
+		case lr.over:
+			return nil, fmt.Errorf("parse transcription response: larger than %d bytes", limit)
+		case lr.err != nil:
+			return nil, &readError{lr.err}
+		}
 		return nil, fmt.Errorf("parse transcription response: %w", err)
 	}
+	r := probe.Response
 	if r.Results.Channels == nil {
+		if probe.RequestID != nil && r.Metadata.RequestID == "" {
+			return nil, errors.New("parse transcription response: only a request_id, the answer to a callback request (the transcript went to the callback URL)")
+		}
 		return nil, errors.New("parse transcription response: no results.channels")
+	}
+	if len(r.Results.Channels) == 0 {
+		return nil, errors.New("parse transcription response: results.channels is empty")
+	}
+	if len(r.Results.Channels[0].Alternatives) == 0 {
+		return nil, errors.New("parse transcription response: the first channel has no alternatives")
 	}
 	for _, ch := range r.Results.Channels {
 		for _, alt := range ch.Alternatives {

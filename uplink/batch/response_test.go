@@ -24,8 +24,12 @@ var responseSeeds = []struct {
 	ok   bool
 }{
 	{goodResponse, true},
-	{`{"metadata":{"request_id":"r","duration":1},"results":{"channels":[]}}`, true},
-	{`{"metadata":{"request_id":"r"},"results":{"channels":[{"alternatives":[]}]}}`, true},
+	{`{"metadata":{"request_id":"r","duration":1},"results":{"channels":[{"alternatives":[{"transcript":"","confidence":0,"words":[]}]}]}}`, true},
+	// Unusable answers, not empty transcripts (issue 11, item 12): no channel, no alternative.
+	{`{"metadata":{"request_id":"r","duration":1},"results":{"channels":[]}}`, false},
+	{`{"metadata":{"request_id":"r"},"results":{"channels":[{"alternatives":[]}]}}`, false},
+	// A callback's acknowledgement (item 2).
+	{`{"request_id":"8f2a64b3-ff27-4b4d-9a3b-46d6ee9f7c4c"}`, false},
 	{`{"metadata":{},"results":{}}`, false},
 	{`{"err_code":"Bad Request","err_msg":"x"}`, false},
 	{`{"metadata":{},"results":{"channels":[{"alternatives":[{"words":[{"word":"a","start":2,"end":1}]}]}]}}`, false},
@@ -141,7 +145,10 @@ func TestClassify(t *testing.T) {
 		{&APIError{Status: 401}, ClassAuth},
 		{&APIError{Status: 402}, ClassAuth},
 		{&APIError{Status: 403}, ClassAuth},
-		{&APIError{Status: 400, Code: "Bad Request"}, ClassBadAudio},
+		{&APIError{Status: 400, Code: "Bad Request", Message: "Bad Request: failed to process audio: corrupt or unsupported data"}, ClassBadAudio},
+		// Only a 400 that says the audio is unreadable is about the file (item 1).
+		{&APIError{Status: 400, Code: "Bad Request", Message: "No such model/language/tier combination found."}, ClassConfig},
+		{&APIError{Status: 400, Code: "Bad Request"}, ClassConfig},
 		{&APIError{Status: 400, Code: "INVALID_QUERY_PARAMETER"}, ClassConfig},
 		{&APIError{Status: 413}, ClassBadAudio},
 		{&APIError{Status: 415}, ClassBadAudio},
@@ -154,7 +161,7 @@ func TestClassify(t *testing.T) {
 		{&NetError{Err: context.DeadlineExceeded, Timeout: true}, ClassTransient},
 		{fmt.Errorf("upload: %w", context.Canceled), ClassCanceled},
 		{errors.New("open audio file: no such file"), ClassLocal},
-		{fmt.Errorf("%w: no results", ErrBadResponse), ClassTransient},
+		{fmt.Errorf("%w: no results", ErrBadResponse), ClassUnusable},
 	} {
 		if got := Classify(tc.err); got != tc.want {
 			t.Errorf("%v: %v, want %v", tc.err, got, tc.want)

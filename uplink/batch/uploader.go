@@ -4,11 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/hark-audio/hark/internal/backoff"
 	"log/slog"
 	"sync"
 	"time"
 
+	"github.com/hark-audio/hark/internal/backoff"
 	"github.com/hark-audio/hark/transcript"
 	"github.com/hark-audio/hark/uplink/spool"
 )
@@ -32,6 +32,14 @@ type UploaderConfig struct {
 	// KickMinInterval rate-limits Kick while paused (default 1 min), so a stream of new
 	// entries cannot turn the slow retry into a fast one.
 	KickMinInterval time.Duration
+	// MaxUnusable is how many unusable answers (a 2xx that is not a transcription: see
+	// ErrBadResponse) one entry may get before it is moved aside with the reason
+	// (default 3). Each is an upload the service bills; between them the entry waits a
+	// backoff of its own (RetryMin..RetryMax), whatever Kick or new entries do.
+	MaxUnusable int
+	// OnChange, if set, is called (without locks held) after the state or the last error
+	// changed, so the agent can publish them at once.
+	OnChange func(Stats)
 }
 
 // State is the uploader's state, for the agent's state and health messages.
@@ -41,7 +49,7 @@ const (
 	StateIdle      State = "idle"      // spool empty, waiting for entries
 	StateUploading State = "uploading" // a pass is running
 	StateBackoff   State = "backoff"   // transient failure, retrying after a wait
-	StatePaused    State = "paused"    // auth/account/config refusal, slow retry
+	StatePaused    State = "paused"    // auth/account/config refusal (401/402/403, a 400 about the request), slow retry
 	StateStopped   State = "stopped"   // Run returned
 )
 
@@ -64,6 +72,8 @@ type Stats struct {
 	Failures      int64 `json:"failures"`
 	PublishErrors int64 `json:"publish_errors"`
 	Resumed       int64 `json:"resumed"`
+	// Unusable counts unusable answers (each one an upload the service billed).
+	Unusable int64 `json:"unusable"`
 }
 
 // Uploader drains a spool through a Client. Create with NewUploader, run with Run.
@@ -74,9 +84,17 @@ type Uploader struct {
 	log  *slog.Logger
 	kick chan struct{}
 
-	mu     sync.Mutex
-	st     Stats
-	streak int // consecutive failed passes
+	mu      sync.Mutex
+	st      Stats
+	streak  int                    // consecutive failed passes
+	entries map[string]*entryState // per-entry attempts, by spool id
+}
+
+// entryState is what the uploader remembers about one entry between passes (in memory: a
+// restart allows MaxUnusable more attempts).
+type entryState struct {
+	unusable  int
+	notBefore time.Time
 }
 
 // NewUploader returns an uploader; it does nothing until Run.
@@ -99,16 +117,22 @@ func NewUploader(sp *spool.Spool, c *Client, cfg UploaderConfig) *Uploader {
 	if cfg.KickMinInterval <= 0 {
 		cfg.KickMinInterval = time.Minute
 	}
+	if cfg.MaxUnusable <= 0 {
+		cfg.MaxUnusable = 3
+	}
 	if cfg.Publish == nil {
 		panic("batch.NewUploader: Publish is required")
 	}
 	return &Uploader{sp: sp, c: c, cfg: cfg, log: cfg.Logger.With("component", "uploader"),
-		kick: make(chan struct{}, 1), st: Stats{State: StateIdle, Since: time.Now()}}
+		kick: make(chan struct{}, 1), st: Stats{State: StateIdle, Since: time.Now()},
+		entries: map[string]*entryState{}}
 }
 
 // Kick asks for an attempt now: it ends a backoff wait at once and a paused wait if the
-// last attempt is at least KickMinInterval old. Call it when live connectivity returns.
-// It never blocks.
+// last attempt is at least KickMinInterval old. Call it when live connectivity returns
+// or to drain before exit, not for every new entry (Put wakes an idle uploader; a backoff
+// is there because the service or the network failed). An entry waiting its own backoff
+// after an unusable answer is not retried early. It never blocks.
 func (u *Uploader) Kick() {
 	select {
 	case u.kick <- struct{}{}:
@@ -125,11 +149,22 @@ func (u *Uploader) Stats() Stats {
 
 func (u *Uploader) setState(s State, next time.Time) {
 	u.mu.Lock()
-	defer u.mu.Unlock()
-	if u.st.State != s {
+	changed := u.st.State != s
+	if changed {
 		u.st.State, u.st.Since = s, time.Now()
 	}
 	u.st.NextAttempt = next
+	st := u.st
+	u.mu.Unlock()
+	if changed {
+		u.changed(st)
+	}
+}
+
+func (u *Uploader) changed(st Stats) {
+	if u.cfg.OnChange != nil {
+		u.cfg.OnChange(st)
+	}
 }
 
 func (u *Uploader) count(f func(*Stats)) {
@@ -138,12 +173,37 @@ func (u *Uploader) count(f func(*Stats)) {
 	u.mu.Unlock()
 }
 
+func (u *Uploader) entry(id string) *entryState {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	e := u.entries[id]
+	if e == nil {
+		e = &entryState{}
+		u.entries[id] = e
+	}
+	return e
+}
+
+func (u *Uploader) forget(id string) {
+	u.mu.Lock()
+	delete(u.entries, id)
+	u.mu.Unlock()
+}
+
+// notYetError: the entry is waiting its own backoff; the pass stops there (capture order).
+type notYetError struct{ until time.Time }
+
+func (e *notYetError) Error() string {
+	return "waiting to retry after an unusable answer until " + e.until.Format(time.RFC3339)
+}
+
 // passResult is how a pass over the pending entries ended.
 type passResult struct {
-	class      Class // ClassTransient, ClassAuth, ClassConfig; meaningless when ok
+	class      Class // ClassTransient, ClassAuth, ClassConfig, ClassUnusable; meaningless when ok
 	ok         bool
 	err        error
 	retryAfter time.Duration
+	waitOnly   bool // an entry's own backoff is not over: wait, nothing failed
 }
 
 // Run drains the spool until ctx is done, then returns ctx.Err() after every upload it
@@ -175,6 +235,17 @@ func (u *Uploader) Run(ctx context.Context) error {
 		}
 		if res.ok {
 			u.recovered()
+			continue
+		}
+		if res.waitOnly {
+			u.setState(StateBackoff, time.Now().Add(res.retryAfter))
+			t := time.NewTimer(res.retryAfter)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return ctx.Err()
+			case <-t.C:
+			}
 			continue
 		}
 		u.failed(res)
@@ -220,7 +291,9 @@ func (u *Uploader) failed(res passResult) {
 	u.streak++
 	n := u.streak
 	u.st.LastError, u.st.LastClass = res.err.Error(), res.class.String()
+	st := u.st
 	u.mu.Unlock()
+	u.changed(st)
 	lvl := slog.LevelDebug
 	if n == 1 {
 		lvl = slog.LevelWarn
@@ -239,8 +312,13 @@ func (u *Uploader) recovered() {
 	u.mu.Lock()
 	n := u.streak
 	u.streak = 0
+	hadErr := u.st.LastError != ""
 	u.st.LastError, u.st.LastClass = "", ""
+	st := u.st
 	u.mu.Unlock()
+	if hadErr {
+		u.changed(st)
+	}
 	if n > 0 {
 		u.log.Info("spool uploads recovered", "failed_passes", n)
 	}
@@ -341,6 +419,10 @@ func (u *Uploader) work(ctx context.Context, s *slot) {
 	}
 	s.claimed, s.e = true, e
 	id := e.Meta.ID
+	if nb := u.entry(id).notBefore; time.Now().Before(nb) && !e.HasResponse {
+		s.err = &notYetError{until: nb}
+		return
+	}
 	if e.HasResponse {
 		if b, err := u.sp.Response(id); err == nil {
 			if r, err := ParseResponse(b); err == nil {
@@ -373,7 +455,33 @@ func (u *Uploader) finish(s *slot) (passResult, bool) {
 		return passResult{}, true
 	}
 	if s.err != nil {
+		var ny *notYetError
+		if errors.As(s.err, &ny) {
+			u.sp.Release(id)
+			return passResult{class: ClassTransient, err: s.err, retryAfter: max(time.Until(ny.until), time.Millisecond), waitOnly: true}, false
+		}
 		class := Classify(s.err)
+		reason := s.err.Error()
+		if class == ClassUnusable {
+			u.count(func(st *Stats) { st.Unusable++ })
+			es := u.entry(id)
+			u.mu.Lock()
+			es.unusable++
+			n := es.unusable
+			u.mu.Unlock()
+			if n < u.cfg.MaxUnusable {
+				wait := backoff.Policy{Min: u.cfg.RetryMin, Max: u.cfg.RetryMax}.Delay(n - 1)
+				u.mu.Lock()
+				es.notBefore = time.Now().Add(wait)
+				u.mu.Unlock()
+				u.sp.Release(id)
+				u.log.Warn("the service's answer for a spooled segment was unusable; it will be uploaded again",
+					"id", id, "error", s.err, "attempt", n, "of", u.cfg.MaxUnusable, "retry_in", wait)
+				return passResult{class: class, err: s.err, retryAfter: wait}, false
+			}
+			reason = fmt.Sprintf("%d unusable answers from the service (each one billed); the last: %v", n, s.err)
+			class = ClassBadAudio // moved aside below
+		}
 		switch class {
 		case ClassBadAudio, ClassLocal:
 			var detail []byte
@@ -381,11 +489,13 @@ func (u *Uploader) finish(s *slot) (passResult, bool) {
 			if errors.As(s.err, &ae) {
 				detail = ae.Body
 			}
-			if err := u.sp.MoveAside(id, s.err.Error(), detail); err != nil {
+			if err := u.sp.MoveAside(id, reason, detail); err != nil {
 				u.log.Error("move aside failed", "id", id, "error", err)
 				u.sp.Release(id)
 				return passResult{class: ClassTransient, err: err}, false
 			}
+			u.forget(id)
+			u.log.Warn("spooled segment moved aside to failed/", "id", id, "reason", reason)
 			u.count(func(st *Stats) { st.MovedAside++ })
 			return passResult{}, true
 		}
@@ -414,6 +524,7 @@ func (u *Uploader) finish(s *slot) (passResult, bool) {
 			}
 		})
 	}
+	u.forget(id)
 	if err := u.sp.Complete(id); err != nil {
 		// Published but not removed: a restart would publish it again. Nothing better
 		// to do than say so.

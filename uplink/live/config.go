@@ -18,6 +18,9 @@ type Config struct {
 	URL string
 	// APIKey is sent as "Authorization: Token <key>". It never reaches a log or an error.
 	APIKey string
+	// TokenFile, if set, holds a short-lived JWT sent as "Authorization: Bearer <JWT>"
+	// instead of the API key, read afresh for every connection (uplink.Authorization).
+	TokenFile string
 	// Options are the query options (see Query). The raw-audio parameters
 	// encoding=linear16, sample_rate=16000, channels=1 are always enforced on top.
 	Options url.Values
@@ -180,7 +183,9 @@ func Query(d config.Deepgram) url.Values {
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
-		if k != "" {
+		// extra adds options; it never replaces one hark sets (config validation refuses
+		// those, and parameters that send audio or results elsewhere, already).
+		if k != "" && !v.Has(k) {
 			v.Set(k, d.Extra[k])
 		}
 	}

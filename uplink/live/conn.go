@@ -14,6 +14,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/hark-audio/hark/internal/backoff"
+	"github.com/hark-audio/hark/internal/redact"
 	"github.com/hark-audio/hark/uplink"
 )
 
@@ -64,8 +65,14 @@ func dial(ctx context.Context, cfg *Config, target string) dialResult {
 	}
 	ctx, cancel := context.WithTimeout(ctx, cfg.ConnectTimeout)
 	defer cancel()
+	// An API key goes as "Token KEY"; a token file's JWT, re-read for every connection so
+	// that its refresher is followed, as "Bearer JWT".
+	authz, secret, err := uplink.Authorization(cfg.APIKey, cfg.TokenFile)
+	if err != nil {
+		return dialResult{err: err, took: time.Since(t0)}
+	}
 	h := http.Header{}
-	h.Set("Authorization", "Token "+cfg.APIKey)
+	h.Set("Authorization", authz)
 	ws, resp, err := d.DialContext(ctx, target, h)
 	r := dialResult{ws: ws, took: time.Since(t0)}
 	if resp != nil {
@@ -77,7 +84,7 @@ func dial(ctx context.Context, cfg *Config, target string) dialResult {
 	if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols && resp.StatusCode >= 300 {
 		// gorilla keeps up to 1 KiB of the body for us.
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		code, msg, bodyID := uplink.ParseErrorBody(body)
+		code, msg, bodyID := uplink.ParseErrorBody(body, secret)
 		re := &RefusedError{Status: resp.StatusCode, Code: code, Message: resp.Header.Get("dg-error"),
 			RequestID: r.requestID}
 		re.RetryAfter, _ = backoff.RetryAfter(resp.Header.Get("Retry-After"), time.Now(), 24*time.Hour)
@@ -88,23 +95,14 @@ func dial(ctx context.Context, cfg *Config, target string) dialResult {
 			re.RequestID = bodyID
 			r.requestID = bodyID
 		}
-		re.Message = sanitize(re.Message, cfg.APIKey)
+		re.Message = redact.Text(re.Message, 300, secret)
+		re.RequestID = redact.Text(re.RequestID, 100, secret)
+		r.requestID = re.RequestID
 		r.err = re
 		return r
 	}
-	r.err = fmt.Errorf("connect: %w", errors.New(sanitize(err.Error(), cfg.APIKey)))
+	r.err = fmt.Errorf("connect: %w", errors.New(redact.Text(err.Error(), 300, secret)))
 	return r
-}
-
-// sanitize keeps a message short and free of the key, in case a proxy echoes headers.
-func sanitize(s, key string) string {
-	if key != "" {
-		s = strings.ReplaceAll(s, key, "[redacted]")
-	}
-	if len(s) > 300 {
-		s = s[:300]
-	}
-	return s
 }
 
 var (
@@ -151,11 +149,12 @@ type conn struct {
 	stopOnce   sync.Once
 	writerDone chan struct{}
 	wg         sync.WaitGroup
+	secret     string // the API key, hidden in server text (close reasons, bad frames)
 }
 
 func startConn(u *Uplink, ws *websocket.Conn, epoch uint64, reqID string, now time.Time) *conn {
 	c := &conn{
-		u: u, epoch: epoch, ws: ws, fw: newFrameWriter(ws.NetConn()), reqID: reqID, opened: now,
+		u: u, epoch: epoch, ws: ws, fw: newFrameWriter(ws.NetConn()), reqID: reqID, opened: now, secret: u.cfg.APIKey,
 		wake: make(chan struct{}, 1), ctl: make(chan ctlMsg, 4), stop: make(chan struct{}),
 		writerDone: make(chan struct{}),
 	}
@@ -329,26 +328,29 @@ func (c *conn) readLoop() {
 	for {
 		mt, b, err := ws.ReadMessage()
 		if err != nil {
+			// The close reason is server text: it reaches logs and the state.
+			var ce *websocket.CloseError
+			if errors.As(err, &ce) {
+				ce.Text = redact.Text(ce.Text, 300, c.secret)
+			}
 			c.report(connEvent{err: err})
 			return
 		}
 		extend()
 		if mt != websocket.TextMessage {
-			c.report(connEvent{parseErr: errors.New("unexpected binary message"), raw: truncate(b)})
+			c.report(connEvent{parseErr: errors.New("unexpected binary message"), raw: c.truncate(b)})
 			continue
 		}
 		m, perr := parseMessage(b)
 		ev := connEvent{msg: m, parseErr: perr}
 		if perr != nil {
-			ev.raw = truncate(b)
+			ev.raw = c.truncate(b)
 		}
 		c.report(ev)
 	}
 }
 
-func truncate(b []byte) []byte {
-	if len(b) > 200 {
-		b = b[:200]
-	}
-	return append([]byte(nil), b...)
+// truncate keeps the start of an unparsable frame for the log, scrubbed (server text).
+func (c *conn) truncate(b []byte) []byte {
+	return []byte(redact.Text(string(b), 200, c.secret))
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+
+	"github.com/hark-audio/hark/internal/redact"
 )
 
 // Server message kinds, discriminated by the JSON "type" field.
@@ -182,7 +184,9 @@ func parseMessage(b []byte) (serverMsg, error) {
 		if err := json.Unmarshal(b, &w); err != nil {
 			return m, fmt.Errorf("decode Error: %w", err)
 		}
-		m.Error = &errorMsg{Description: w.Description, Message: w.Message, Variant: w.Variant}
+		// Server text: logged and published as an event, so scrubbed like every error body.
+		m.Error = &errorMsg{Description: redact.Text(w.Description, 300), Message: redact.Text(w.Message, 300),
+			Variant: redact.Text(w.Variant, 100)}
 	}
 	return m, nil
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/hark-audio/hark/audio"
 	"github.com/hark-audio/hark/internal/backoff"
 	"github.com/hark-audio/hark/internal/logging"
+	"github.com/hark-audio/hark/internal/redact"
 	"github.com/hark-audio/hark/transcript"
 )
 
@@ -646,7 +647,7 @@ func (u *Uplink) currentOptions() url.Values {
 func (u *Uplink) dial(now time.Time) {
 	target, err := streamURL(u.cfg.URL, u.currentOptions())
 	if err != nil {
-		u.log.Error("invalid stream URL", "err", err)
+		u.log.Error("invalid stream URL", "err", redact.Text(err.Error(), 300))
 		u.failures++
 		retry := now.Add(u.cfg.RefusedRetry)
 		u.mu.Lock()
@@ -663,7 +664,7 @@ func (u *Uplink) dial(now time.Time) {
 	u.setPhase(phConnecting, time.Time{})
 	u.mu.Unlock()
 	u.setState(StateConnecting, "", "", time.Time{})
-	u.log.Debug("opening stream", "url", target)
+	u.log.Debug("opening stream", "url", redact.URL(target))
 	go func() { u.dialCh <- dial(ctx, &u.cfg, target) }()
 }
 
