@@ -95,13 +95,24 @@ func NewRawDecoder(r io.Reader, name string, start time.Time) *FileDecoder {
 }
 
 // Next returns the next frame, or io.EOF after the last one. Any other error names the
-// input and the problem; after an error Next keeps returning it.
+// input and the problem; after an error Next keeps returning it. Each frame has Samples of
+// its own.
 func (d *FileDecoder) Next() (audio.Frame, error) {
 	if d.err != nil {
 		return audio.Frame{}, d.err
 	}
+	return d.NextInto(d.newSamples())
+}
+
+// NextInto is Next decoding into dst (audio.FrameSamples long), which becomes the frame's
+// Samples: the daemon's capture decodes into storage it reuses.
+func (d *FileDecoder) NextInto(dst []int16) (audio.Frame, error) {
+	if d.err != nil {
+		return audio.Frame{}, d.err
+	}
+	dst = dst[:audio.FrameSamples]
 	if d.direct {
-		return d.nextDirect()
+		return d.nextDirect(dst)
 	}
 	for len(d.pending) < audio.FrameSamples && !d.eof {
 		if err := d.fill(); err != nil {
@@ -116,12 +127,13 @@ func (d *FileDecoder) Next() (audio.Frame, error) {
 	f := audio.Frame{
 		Seq:     d.seq,
 		Time:    d.start.Add(time.Duration(d.seq) * audio.FrameDuration),
-		Samples: make([]int16, audio.FrameSamples),
+		Samples: dst,
 	}
 	n := min(len(d.pending), audio.FrameSamples)
 	for i, v := range d.pending[:n] {
 		f.Samples[i] = toInt16(v)
 	}
+	clear(f.Samples[n:]) // the last frame is zero-padded
 	d.pending = d.pending[:copy(d.pending, d.pending[n:])]
 	d.seq++
 	return f, nil
@@ -175,11 +187,9 @@ func (d *FileDecoder) fill() error {
 	return nil
 }
 
-// toInt16 converts a [-1, 1] sample to linear16. v*32768 is exact for values that came
-// from 16-bit input, so such input round-trips bit-exact.
 // nextDirect reads one frame of linear16 straight into samples. A short last frame is
 // zero-padded; a truncated file (shorter than its header says) ends at what is there.
-func (d *FileDecoder) nextDirect() (audio.Frame, error) {
+func (d *FileDecoder) nextDirect(dst []int16) (audio.Frame, error) {
 	if d.eof {
 		d.err = io.EOF
 		return audio.Frame{}, io.EOF
@@ -203,16 +213,19 @@ func (d *FileDecoder) nextDirect() (audio.Frame, error) {
 	f := audio.Frame{
 		Seq:     d.seq,
 		Time:    d.start.Add(time.Duration(d.seq) * audio.FrameDuration),
-		Samples: d.newSamples(),
+		Samples: dst,
 	}
 	b := d.rawBuf[:n&^1]
 	for i := range len(b) / 2 {
 		f.Samples[i] = int16(binary.LittleEndian.Uint16(b[2*i:]))
 	}
+	clear(f.Samples[len(b)/2:]) // the last frame is zero-padded
 	d.seq++
 	return f, nil
 }
 
+// toInt16 converts a [-1, 1] sample to linear16. v*32768 is exact for values that came
+// from 16-bit input, so such input round-trips bit-exact.
 func toInt16(v float32) int16 {
 	x := math.Round(float64(v) * 32768)
 	if x > math.MaxInt16 {
