@@ -1,7 +1,6 @@
 package capture
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -161,9 +160,7 @@ func Open(ctx context.Context, cfg Config) (*Source, error) {
 		}
 		s.file = f
 		var d *FileDecoder
-		// Buffered: one read system call per 2 s of audio instead of one per frame (each
-		// one also wakes the Go runtime's monitor thread).
-		d, err = NewFileDecoder(bufio.NewReaderSize(f, 64<<10), cfg.Input, start)
+		d, err = NewFileDecoder(f, cfg.Input, start)
 		if err != nil {
 			f.Close()
 			break
