@@ -48,7 +48,7 @@ import (
 
 type options struct {
 	hark, baseline, dgemu, sdk string
-	inputs, script             string
+	inputs, script, logs       string
 	runs, versionRuns          int
 	seconds                    time.Duration
 	scenarios                  map[string]bool
@@ -63,6 +63,7 @@ func main() {
 	flag.StringVar(&o.sdk, "sdk", "bin/sdkstream", "SDK streaming client (test/sdk/cmd/sdkstream)")
 	flag.StringVar(&o.inputs, "inputs", "bin/bench-cost", "directory of the generated inputs")
 	flag.StringVar(&o.script, "make-inputs", "bench/cost/make-inputs.sh", "input generator")
+	flag.StringVar(&o.logs, "logs", "", "keep each hark run's log in this directory")
 	flag.IntVar(&o.runs, "runs", 3, "repetitions of each scenario")
 	flag.IntVar(&o.versionRuns, "version-runs", 100, "`hark version` runs per repetition")
 	flag.DurationVar(&o.seconds, "seconds", 60*time.Second, "length of the device captures (idle-null, idle-pulse)")
@@ -345,6 +346,16 @@ func (b *bench) harkRun(ctx context.Context, sc string, bn bin, dgURL, device st
 		return s, err
 	}
 	var logTail []string
+	var keep io.WriteCloser
+	if b.o.logs != "" {
+		if err := os.MkdirAll(b.o.logs, 0o755); err != nil {
+			return s, err
+		}
+		if keep, err = os.Create(filepath.Join(b.o.logs, filepath.Base(dir)+".log")); err != nil {
+			return s, err
+		}
+		defer keep.Close()
+	}
 	ready := make(chan struct{})
 	logDone := make(chan struct{})
 	go func() {
@@ -353,6 +364,9 @@ func (b *bench) harkRun(ctx context.Context, sc string, bn bin, dgURL, device st
 		once := sync.Once{}
 		for sc.Scan() {
 			l := sc.Text()
+			if keep != nil {
+				fmt.Fprintln(keep, l)
+			}
 			if strings.Contains(l, "hark running") {
 				once.Do(func() { close(ready) })
 			}
