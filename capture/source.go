@@ -110,6 +110,7 @@ type Source struct {
 	ended  error        // what ended the input (io.EOF, a read error, ErrClosed): Next returns it from then on
 
 	frames    atomic.Uint64 // frames returned by Next
+	closed    atomic.Bool   // ctx is done: checked per frame (cheaper than ctx.Err, a lock)
 	fileOnce  sync.Once
 	file      *os.File
 	mu        sync.Mutex
@@ -139,6 +140,7 @@ func Open(ctx context.Context, cfg Config) (*Source, error) {
 	}
 	s := &Source{cfg: cfg, log: cfg.Logger.With("component", "capture")}
 	s.ctx, s.cancel = context.WithCancel(ctx)
+	context.AfterFunc(s.ctx, func() { s.closed.Store(true) })
 	start := time.Now()
 	var err error
 	switch cfg.Input {
@@ -205,7 +207,7 @@ func (s *Source) Next() (audio.Frame, error) {
 	if s.ended != nil {
 		return audio.Frame{}, s.ended
 	}
-	if s.ctx.Err() != nil {
+	if s.closed.Load() {
 		return audio.Frame{}, s.end(ErrClosed)
 	}
 	f, err := s.next()
@@ -302,6 +304,7 @@ func (s *Source) Stats() Stats {
 // the latest when stdin is closed).
 func (s *Source) Close() error {
 	s.once.Do(func() {
+		s.closed.Store(true)
 		s.cancel()
 		s.wg.Wait()
 		s.closeFile()

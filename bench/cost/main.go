@@ -9,7 +9,8 @@
 //   - version: `hark version`, many times: start-up cost of every command;
 //   - vad: `hark vad noise.wav --csv`: the VAD and gate alone, process start included;
 //   - idle-file: `hark run` on 60 s of quiet room noise paced in real time, MQTT on
-//     (a real mosquitto), the emulator as Deepgram;
+//     (a real mosquitto), the emulator as Deepgram; next to it the floor, this program
+//     waking on hark's 100 ms timerfd schedule for as long and doing nothing else;
 //   - idle-null: `hark run` capturing from miniaudio's null backend (silence) for -seconds;
 //   - idle-pulse: `hark run` capturing the monitor of a PulseAudio null sink into which the
 //     room noise is played, for -seconds;
@@ -44,6 +45,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/hark-audio/hark/internal/pace"
 )
 
 type options struct {
@@ -68,7 +71,15 @@ func main() {
 	flag.IntVar(&o.versionRuns, "version-runs", 100, "`hark version` runs per repetition")
 	flag.DurationVar(&o.seconds, "seconds", 60*time.Second, "length of the device captures (idle-null, idle-pulse)")
 	flag.StringVar(&scen, "scenarios", "version,vad,idle-file,idle-null,idle-pulse,stream", "scenarios to run")
+	floor := flag.Duration("tick-floor", 0, "internal: only wake every 100 ms for this long (the floor measured next to idle-file)")
 	flag.Parse()
+	if *floor > 0 {
+		if err := tickFloor(*floor); err != nil {
+			fmt.Fprintln(os.Stderr, "bench-cost:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	o.scenarios = map[string]bool{}
 	for _, s := range strings.Split(scen, ",") {
 		o.scenarios[strings.TrimSpace(s)] = true
@@ -288,6 +299,15 @@ func (b *bench) daemons(sc string, bins []bin) ([]sample, error) {
 		}()
 	}
 	n := len(bins)
+	if sc == "idle-file" {
+		// The floor: a process that does nothing but wake on the same 100 ms schedule.
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			out[i], errs[i] = b.floorRun(ctx, time.Duration(wavSeconds(filepath.Join(b.in, "noise.wav"))*float64(time.Second)))
+		}(n)
+		n++
+	}
 	if sc == "stream" {
 		url, stop, err := b.startEmulator()
 		if err != nil {
@@ -417,6 +437,43 @@ func (b *bench) harkRun(ctx context.Context, sc string, bn bin, dgURL, device st
 		s.note = fmt.Sprintf("(%d transcripts)", b.transcripts(device))
 	}
 	return s, nil
+}
+
+// floorRun measures this program's -tick-floor mode for d: the cost of waking every 100 ms
+// and nothing else, in the machine's current conditions.
+func (b *bench) floorRun(ctx context.Context, d time.Duration) (sample, error) {
+	s := sample{scenario: "idle-file", label: "floor", audio: d.Seconds()}
+	self, err := os.Executable()
+	if err != nil {
+		return s, err
+	}
+	cmd := exec.CommandContext(ctx, self, "-tick-floor", d.String())
+	if err := cmd.Run(); err != nil {
+		return s, fmt.Errorf("tick floor: %w", err)
+	}
+	ru := rusage(cmd.ProcessState)
+	s.cpu, s.maxRSSKB, s.csw, s.minflt = cpuOf(ru), ru.Maxrss, ru.Nvcsw+ru.Nivcsw, ru.Minflt
+	return s, nil
+}
+
+// tickFloor wakes every 100 ms for d on the ticker hark paces file input with, doing
+// nothing else.
+func tickFloor(d time.Duration) error {
+	runtime.GOMAXPROCS(1) // as hark run
+	start := time.Now()
+	t, err := pace.New(start.Add(100*time.Millisecond), 100*time.Millisecond)
+	if err != nil {
+		return err
+	}
+	defer t.Stop()
+	for n := uint64(0); n < uint64(d/(100*time.Millisecond)); {
+		k, err := t.Wait()
+		if err != nil {
+			return err
+		}
+		n += k
+	}
+	return nil
 }
 
 // sdkRun streams the speech file through the SDK client.
@@ -673,7 +730,7 @@ func report(w io.Writer, o options, bins []bin, res map[string][]sample) {
 	for _, b := range bins {
 		labels = append(labels, b.label)
 	}
-	labels = append(labels, "sdk")
+	labels = append(labels, "floor", "sdk")
 	for _, sc := range []string{"version", "vad", "idle-file", "idle-null", "idle-pulse", "stream"} {
 		for _, l := range labels {
 			ss := res[sc+"/"+l]
@@ -698,7 +755,7 @@ func report(w io.Writer, o options, bins []bin, res map[string][]sample) {
 	// Ratios against the SDK client, run by run (same run, same conditions).
 	if sdk := res["stream/sdk"]; len(sdk) > 0 {
 		fmt.Fprintf(w, "\nstream, ratio to the SDK client in the same run (CPU per audio second; peak RSS):\n\n")
-		for _, l := range labels[:len(labels)-1] {
+		for _, l := range labels[:len(labels)-2] {
 			hs := res["stream/"+l]
 			var cr, rr []float64
 			for i := range min(len(hs), len(sdk)) {
