@@ -35,7 +35,7 @@ func TestFileNextAllocs(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			n := allocs.PerRun(100, func() {
+			n := allocs.PerRun(50, func() {
 				if _, err := s.Next(); err != nil {
 					t.Fatal(err)
 				}
