@@ -289,7 +289,7 @@ func (a *Agent) audioLoop(ctx context.Context) (inputEnded bool) {
 	// forwarding says whether the current segment is being sent: a segment that began while
 	// muted is not, even after unmuting, so the uplink never sees half a segment.
 	forwarding := false
-	sink := uplinkInput{a.uplink}
+	sink := &uplinkInput{Uplink: a.uplink}
 	for {
 		f, err := a.src.Next()
 		if err != nil {
@@ -320,11 +320,29 @@ type segmentSink interface {
 
 // uplinkInput hands frames to the live uplink, which keeps the frames it is given (until
 // their audio is confirmed by a final transcript, possibly longer than capture's
-// FrameLifetime), so each frame goes over as a copy of its own. The copy (one allocation
-// per streamed frame, none while nobody speaks) goes once the uplink copies what it keeps.
-type uplinkInput struct{ *live.Uplink }
+// FrameLifetime), so each frame goes over as a copy of its own. The copies are cut from
+// chunks of copyChunk frames: one allocation per 16 streamed frames, none while nobody
+// speaks. They go once the uplink copies what it keeps, or says when it lets a frame go.
+type uplinkInput struct {
+	*live.Uplink
+	chunk []int16
+}
 
-func (u uplinkInput) Frame(f audio.Frame) { u.Uplink.Frame(f.Clone()) }
+const copyChunk = 16
+
+func (u *uplinkInput) Frame(f audio.Frame) { u.Uplink.Frame(u.copy(f)) }
+
+func (u *uplinkInput) copy(f audio.Frame) audio.Frame {
+	n := len(f.Samples)
+	if len(u.chunk) < n {
+		u.chunk = make([]int16, copyChunk*max(n, audio.FrameSamples))
+	}
+	s := u.chunk[:n:n] // capacity capped: no frame can grow into the next
+	u.chunk = u.chunk[n:]
+	copy(s, f.Samples)
+	f.Samples = s
+	return f
+}
 
 // route delivers gate events to the sink and returns events for reuse.
 func (a *Agent) route(sink segmentSink, events []vad.Event, forwarding *bool) []vad.Event {
