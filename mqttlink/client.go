@@ -580,7 +580,7 @@ func (c *Client) Stats() Stats {
 	return Stats{
 		Connected: c.link.state().up, Connects: c.connects.Load(), Reconnects: c.reconnects.Load(),
 		ConnectFailures: c.connFailures.Load(),
-		QueueEntries:    qs.entries + c.queue.pendingWrites(), QueueBytes: qs.bytes, QueueDropped: qs.dropped,
+		QueueEntries:    qs.entries + qs.pending, QueueBytes: qs.bytes, QueueDropped: qs.dropped,
 		QueueCorrupt: qs.corrupt, QueueRefused: c.queue.hand.refused.Load(),
 		Delivered: c.delivered.Load(), Outbox: outbox, OutboxDropped: c.outboxDropped.Load(),
 		InterimDropped: c.interimDropped.Load(), Requests: c.requests.Load(), RequestsBusy: c.requestsBusy.Load(),
@@ -842,7 +842,8 @@ func (c *Client) announce(ctx context.Context, s linkState) error {
 
 // pending counts what Close's flush waits for.
 func (c *Client) pending() int {
-	n := c.queue.Stats().entries + c.queue.pendingWrites()
+	qs := c.queue.Stats()
+	n := qs.entries + qs.pending
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	n += len(c.outbox)

@@ -137,6 +137,12 @@ func (q *diskQueue) removeLocked(seq uint64) {
 // Append stores data durably (fsync'd file and directory) and returns how many old entries
 // were evicted to make room.
 func (q *diskQueue) Append(data []byte) (evicted int, err error) {
+	return q.appendThen(data, nil)
+}
+
+// appendThen is Append, running then (if not nil) under the queue's lock once the entry is
+// in: the hand-off drops its copy there, so counts never see a transcript twice.
+func (q *diskQueue) appendThen(data []byte, then func()) (evicted int, err error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	seq := q.next
@@ -156,6 +162,9 @@ func (q *diskQueue) Append(data []byte) (evicted int, err error) {
 	q.seqs = append(q.seqs, seq)
 	q.sizes[seq] = int64(len(data))
 	q.bytes += int64(len(data))
+	if then != nil {
+		then()
+	}
 	return evicted, nil
 }
 
@@ -184,7 +193,8 @@ func (q *diskQueue) Remove(seq uint64) {
 }
 
 type queueStats struct {
-	entries          int
+	entries          int // on disk
+	pending          int // handed over by Push, not yet on disk
 	bytes            int64
 	dropped, corrupt uint64
 }
@@ -192,7 +202,10 @@ type queueStats struct {
 func (q *diskQueue) Stats() queueStats {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return queueStats{entries: len(q.seqs), bytes: q.bytes, dropped: q.dropped, corrupt: q.corrupt}
+	q.hand.mu.Lock() // lock order: q.mu, then hand.mu (as in appendThen)
+	pending := len(q.hand.items)
+	q.hand.mu.Unlock()
+	return queueStats{entries: len(q.seqs), pending: pending, bytes: q.bytes, dropped: q.dropped, corrupt: q.corrupt}
 }
 
 // The hand-off between PublishTranscript and the disk.
@@ -282,17 +295,19 @@ func (q *diskQueue) writeNext() (wrote bool, evicted int, err error) {
 	if h.beforeWrite != nil {
 		h.beforeWrite()
 	}
-	if evicted, err = q.Append(data); err != nil {
+	evicted, err = q.appendThen(data, func() {
+		h.mu.Lock()
+		h.items[0] = nil
+		h.items = h.items[1:]
+		if h.room != nil {
+			close(h.room)
+			h.room = nil
+		}
+		h.mu.Unlock()
+	})
+	if err != nil {
 		return false, 0, err
 	}
-	h.mu.Lock()
-	h.items[0] = nil
-	h.items = h.items[1:]
-	if h.room != nil {
-		close(h.room)
-		h.room = nil
-	}
-	h.mu.Unlock()
 	return true, evicted, nil
 }
 
