@@ -7,7 +7,7 @@ LDFLAGS   := -s -w -X github.com/hark-audio/hark/internal/version.Version=$(VERS
              -X github.com/hark-audio/hark/internal/version.Commit=$(COMMIT)
 BIN       := bin
 
-.PHONY: all build test test-sdk test-deps vet fmt-check run emulator bench
+.PHONY: all build test test-sdk test-deps vet fmt-check run emulator bench bench-cost
 
 all: build
 
@@ -51,6 +51,16 @@ emulator: build
 ## bench: the per-frame and per-request benchmarks (figures in BENCHMARKS.md).
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./vad ./capture ./uplink/... ./dgemu
+
+## bench-cost: what hark costs to run (CPU per audio second, peak RSS: idle on a file, the
+## null backend and PulseAudio, streaming next to the official Deepgram Go SDK client in the
+## same run); about 5 minutes per run. BASELINE=path/to/hark measures a second build side
+## by side; RUNS=n repeats (median and range); ARGS passes more flags to bench/cost.
+RUNS ?= 3
+bench-cost: build
+	cd test/sdk && $(GO) build -o ../../$(BIN)/sdkstream ./cmd/sdkstream
+	$(GO) run ./bench/cost -hark $(BIN)/hark -dgemu $(BIN)/dgemu -sdk $(BIN)/sdkstream \
+		-runs $(RUNS) $(if $(BASELINE),-baseline $(BASELINE)) $(ARGS)
 
 clean:
 	rm -rf $(BIN)

@@ -11,7 +11,8 @@
 //
 // Goroutines (each started and waited for by Run):
 //   - the audio loop (Run's own goroutine): capture frames → gate → uplink; the only
-//     goroutine that touches the gate, so live VAD changes are handed to it over a channel;
+//     goroutine that touches the gate, so live VAD changes are handed to it through an
+//     atomic pointer it checks once per frame;
 //   - the live uplink's Run, which owns its connection goroutines;
 //   - the spool writer: whole segments the uplink hands over are written (fsync) here,
 //     never on the uplink's goroutine;
@@ -109,8 +110,8 @@ type Agent struct {
 	seq     atomic.Uint64
 	muted   atomic.Bool
 
-	vadCh   chan vad.Config   // live VAD changes, consumed by the audio loop
-	toSpool chan live.Segment // segments the uplink gives up on, consumed by spoolWriter
+	vadNext atomic.Pointer[vad.Config] // a live VAD change not yet applied by the audio loop
+	toSpool chan live.Segment          // segments the uplink gives up on, consumed by spoolWriter
 
 	pub      publisher
 	spool    *spool.Spool
@@ -141,7 +142,7 @@ func New(opts Options) (*Agent, error) {
 		opts.Stdin = os.Stdin
 	}
 	a := &Agent{opts: opts, log: opts.Logger.With("component", "agent"), loaded: opts.Loaded,
-		vadCh: make(chan vad.Config, 1), toSpool: make(chan live.Segment, spoolQueue)}
+		toSpool: make(chan live.Segment, spoolQueue)}
 	a.st.init(a)
 	return a, nil
 }
@@ -285,6 +286,11 @@ func (a *Agent) Run(ctx context.Context) error {
 
 // audioLoop moves frames from capture through the gate to the uplink until ctx is done or
 // the input ends. It reports whether a file (or stdin) input ended by itself.
+//
+// It is the whole audio path on this side of the uplink, on one goroutine with no queue:
+// Next waits for the frame (the capture callback or the real-time pacer wakes it), the gate
+// and the routing run inline, and the uplink's input takes the frame without blocking.
+// While nobody speaks this loop waking once per 100 ms frame is nearly all hark does.
 func (a *Agent) audioLoop(ctx context.Context) (inputEnded bool) {
 	cfg := a.cfg()
 	gate := vad.NewGate(cfg.VAD)
@@ -292,39 +298,63 @@ func (a *Agent) audioLoop(ctx context.Context) (inputEnded bool) {
 	// forwarding says whether the current segment is being sent: a segment that began while
 	// muted is not, even after unmuting, so the uplink never sees half a segment.
 	forwarding := false
-	frames := a.src.Frames()
-	stopCapture := func() {
-		a.src.Close()
-	}
+	sink := &uplinkInput{Uplink: a.uplink}
 	for {
-		select {
-		case <-ctx.Done():
-			stopCapture()
-			// Drain what capture had already assembled, so the gate sees all of it.
-			for f := range frames {
-				events = a.route(gate.Push(f, events[:0]), &forwarding)
-			}
-			a.route(gate.Flush(events[:0]), &forwarding)
-			return false
-		case c := <-a.vadCh:
-			gate.SetConfig(c)
-		case f, ok := <-frames:
-			if !ok {
-				a.route(gate.Flush(events[:0]), &forwarding)
-				stopCapture()
-				return true
-			}
-			a.opts.Notifier.Progress()
-			a.counters.framesCaptured.Add(1)
-			events = a.route(gate.Push(f, events[:0]), &forwarding)
-			an := gate.Last()
-			a.counters.setLevel(an.LevelDBFS, an.FloorDBFS)
+		f, err := a.src.Next()
+		if err != nil {
+			// ErrClosed: ctx ended (Open's context), a graceful stop. Anything else: the
+			// input ended by itself (end of file, or a read error that Err reports).
+			inputEnded = !errors.Is(err, capture.ErrClosed) && ctx.Err() == nil
+			a.src.Close()
+			a.route(sink, gate.Flush(events[:0]), &forwarding)
+			return inputEnded
 		}
+		if c := a.vadNext.Load(); c != nil && a.vadNext.CompareAndSwap(c, nil) {
+			gate.SetConfig(*c)
+		}
+		a.opts.Notifier.Progress()
+		a.counters.framesCaptured.Add(1)
+		events = a.route(sink, gate.Push(f, events[:0]), &forwarding)
+		an := gate.Last()
+		a.counters.setLevel(an.LevelDBFS, an.FloorDBFS)
 	}
 }
 
-// route delivers gate events to the uplink and returns events for reuse.
-func (a *Agent) route(events []vad.Event, forwarding *bool) []vad.Event {
+// segmentSink is where routed speech goes: the live uplink's input.
+type segmentSink interface {
+	SegmentStart(t time.Time)
+	Frame(f audio.Frame)
+	SegmentEnd(t time.Time)
+}
+
+// uplinkInput hands frames to the live uplink, which keeps the frames it is given (until
+// their audio is confirmed by a final transcript, possibly longer than capture's
+// FrameLifetime), so each frame goes over as a copy of its own. The copies are cut from
+// chunks of copyChunk frames: one allocation per 16 streamed frames, none while nobody
+// speaks. They go once the uplink copies what it keeps, or says when it lets a frame go.
+type uplinkInput struct {
+	*live.Uplink
+	chunk []int16
+}
+
+const copyChunk = 16
+
+func (u *uplinkInput) Frame(f audio.Frame) { u.Uplink.Frame(u.copy(f)) }
+
+func (u *uplinkInput) copy(f audio.Frame) audio.Frame {
+	n := len(f.Samples)
+	if len(u.chunk) < n {
+		u.chunk = make([]int16, copyChunk*max(n, audio.FrameSamples))
+	}
+	s := u.chunk[:n:n] // capacity capped: no frame can grow into the next
+	u.chunk = u.chunk[n:]
+	copy(s, f.Samples)
+	f.Samples = s
+	return f
+}
+
+// route delivers gate events to the sink and returns events for reuse.
+func (a *Agent) route(sink segmentSink, events []vad.Event, forwarding *bool) []vad.Event {
 	for _, ev := range events {
 		switch ev.Kind {
 		case vad.SegmentStart:
@@ -332,23 +362,23 @@ func (a *Agent) route(events []vad.Event, forwarding *bool) []vad.Event {
 			a.event("speech_start", ev.Time, nil)
 			*forwarding = !a.muted.Load()
 			if *forwarding {
-				a.uplink.SegmentStart(ev.Time)
+				sink.SegmentStart(ev.Time)
 			}
 		case vad.SegmentFrame:
 			if *forwarding && a.muted.Load() {
 				// Muted mid-segment: end it here; nothing more is sent.
-				a.uplink.SegmentEnd(ev.Frame.Time)
+				sink.SegmentEnd(ev.Frame.Time)
 				*forwarding = false
 			}
 			if *forwarding {
-				a.uplink.Frame(ev.Frame)
+				sink.Frame(ev.Frame)
 				a.counters.framesSent.Add(1)
 			}
 		case vad.SegmentEnd:
 			a.st.set(func(s *State) { s.Speech = false })
 			a.event("speech_end", ev.Time, nil)
 			if *forwarding {
-				a.uplink.SegmentEnd(ev.Time)
+				sink.SegmentEnd(ev.Time)
 			}
 			*forwarding = false
 		}

@@ -141,20 +141,11 @@ func (a *Agent) adopt(next *config.Loaded, changed []string) []string {
 		}
 	}
 	if vadChanged {
-		// Replace any change the audio loop has not picked up yet (only the newest
+		// Replaces any change the audio loop has not picked up yet (only the newest
 		// matters) without ever blocking: the loop may not be running yet, and a reload
 		// and a remote change may race here.
-		for sent := false; !sent; {
-			select {
-			case a.vadCh <- cfg.VAD:
-				sent = true
-			default:
-				select {
-				case <-a.vadCh:
-				default:
-				}
-			}
-		}
+		v := cfg.VAD
+		a.vadNext.Store(&v)
 	}
 	if dgChanged && uplink != nil {
 		uplink.SetOptions(live.Query(cfg.Deepgram))

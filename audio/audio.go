@@ -34,6 +34,13 @@ type Frame struct {
 	Samples []int16
 }
 
+// Clone returns f with Samples of its own, for keeping a frame beyond the time its producer
+// guarantees the samples (capture reuses frame storage).
+func (f Frame) Clone() Frame {
+	f.Samples = append([]int16(nil), f.Samples...)
+	return f
+}
+
 // End is the wall-clock time just after the frame's last sample.
 func (f Frame) End() time.Time { return f.Time.Add(FrameDuration) }
 

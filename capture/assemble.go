@@ -20,11 +20,12 @@ const (
 	resetAfter = 500 * time.Millisecond
 )
 
-// assembler cuts the ring's sample stream into frames. It runs on the reader goroutine.
+// assembler cuts the ring's sample stream into frames. It runs on the goroutine calling
+// Source.Next and reads the ring straight into the frame being filled.
 type assembler struct {
 	ring    *ring
-	scratch []int16
-	frame   []int16 // frame being filled; a fresh slice for every frame (the Frame contract)
+	alloc   func() []int16 // storage for the next frame (the Source's slots)
+	frame   []int16        // frame being filled; nil between frames
 	fill    int
 	fpos    uint64 // absolute ring index of frame[0]
 	next    uint64 // absolute ring index expected from the next read
@@ -39,24 +40,29 @@ type assembler struct {
 }
 
 func newAssembler(g *ring) *assembler {
-	return &assembler{ring: g, scratch: make([]int16, audio.FrameSamples), frame: make([]int16, audio.FrameSamples), now: time.Now}
+	return &assembler{ring: g, now: time.Now, alloc: func() []int16 { return make([]int16, audio.FrameSamples) }}
 }
 
 // poll reads what the ring holds and returns a frame when one is complete. ok is false when
 // the ring ran dry first.
 func (a *assembler) poll() (f audio.Frame, ok bool) {
 	for {
-		n, info := a.ring.read(a.scratch[:audio.FrameSamples-a.fill])
+		if a.frame == nil {
+			a.frame = a.alloc()
+		}
+		n, info := a.ring.read(a.frame[a.fill:audio.FrameSamples])
 		if n == 0 {
 			return audio.Frame{}, false
 		}
-		data := a.scratch[:n]
+		// The samples read are at frame[fill:fill+n]; a gap restarts the frame, moving them
+		// to its start (rare: overflow or a reopened device).
 		switch {
 		case info.epoch != a.epoch:
 			// The device was reopened: never join audio across the gap.
 			if a.fill > 0 {
 				a.dropped += uint64(a.fill)
 				a.seq++
+				copy(a.frame, a.frame[a.fill:a.fill+n])
 			}
 			a.fill = 0
 			a.fpos = info.start
@@ -66,6 +72,7 @@ func (a *assembler) poll() (f audio.Frame, ok bool) {
 			// The ring overflowed and dropped [a.next, info.start). Every frame that range
 			// touched is lost; Seq skips them so the gap is visible downstream.
 			a.dropped += uint64(a.fill)
+			copy(a.frame, a.frame[a.fill:a.fill+n])
 			a.fill = 0
 			lost := (info.start - a.fpos + audio.FrameSamples - 1) / audio.FrameSamples
 			a.fpos += lost * audio.FrameSamples
@@ -73,19 +80,19 @@ func (a *assembler) poll() (f audio.Frame, ok bool) {
 		}
 		a.next = info.start
 		if a.next < a.fpos { // realigning after an overflow
-			k := min(uint64(len(data)), a.fpos-a.next)
+			k := min(uint64(n), a.fpos-a.next)
 			a.dropped += k
-			data = data[k:]
+			copy(a.frame[a.fill:], a.frame[a.fill+int(k):a.fill+n])
+			n -= int(k)
 			a.next += k
 		}
-		copy(a.frame[a.fill:], data)
-		a.fill += len(data)
-		a.next += uint64(len(data))
+		a.fill += n
+		a.next += uint64(n)
 		if a.fill < audio.FrameSamples {
 			continue
 		}
 		f = audio.Frame{Seq: a.seq, Time: a.frameTime(info), Samples: a.frame}
-		a.frame = make([]int16, audio.FrameSamples)
+		a.frame = nil
 		a.fill = 0
 		a.fpos += audio.FrameSamples
 		a.seq++

@@ -20,14 +20,17 @@ import (
 // removes what would alias; 16 kHz 16-bit input passes through bit-exact. Frame i has
 // Seq i and Time start + i*100 ms. The last partial frame is zero-padded to 1600 samples.
 type FileDecoder struct {
-	name   string
-	start  time.Time
-	wav    *audio.WAVReader // nil for raw input
-	raw    io.Reader
-	rawBuf []byte
-	chans  int
-	rs     *resampler // nil when the input is already 16 kHz
-	inputs int64      // input sample frames read, for the resampler's flush
+	name  string
+	start time.Time
+	wav   *audio.WAVReader // nil for raw input
+	raw   io.Reader
+	// block holds raw bytes read ahead for the direct path, unread from off to end: one
+	// read per blockBytes (2 s) of 16 kHz mono instead of one per frame.
+	block    []byte
+	off, end int
+	chans    int
+	rs       *resampler // nil when the input is already 16 kHz
+	inputs   int64      // input sample frames read, for the resampler's flush
 
 	in      []float32 // interleaved input block
 	mono    []float32
@@ -68,6 +71,11 @@ func (d *FileDecoder) Format() audio.WAVFormat {
 // readBlock is how many input sample frames are decoded at a time.
 const readBlock = 4096
 
+// blockBytes is the read-ahead of the direct path: 20 frames. Reads cost more than their
+// bytes here (each system call also wakes the Go runtime's monitor thread), and reading
+// into the decoder's own block keeps it to one copy from the kernel to the samples.
+const blockBytes = 20 * audio.FrameBytes
+
 // NewFileDecoder parses the WAV header from r. name is used in errors (the file path).
 // start is the Time of the first frame.
 func NewFileDecoder(r io.Reader, name string, start time.Time) (*FileDecoder, error) {
@@ -78,7 +86,7 @@ func NewFileDecoder(r io.Reader, name string, start time.Time) (*FileDecoder, er
 	d := &FileDecoder{name: name, start: start, wav: w, chans: w.Format.Channels}
 	if f := w.Format; f.SampleRate == audio.SampleRate && f.Channels == 1 && f.BitsPerSample == 16 && !f.Float {
 		d.direct = true
-		d.rawBuf = make([]byte, audio.FrameBytes)
+		d.block = make([]byte, blockBytes)
 		return d, nil
 	}
 	d.in = make([]float32, readBlock*d.chans)
@@ -91,17 +99,28 @@ func NewFileDecoder(r io.Reader, name string, start time.Time) (*FileDecoder, er
 // NewRawDecoder reads raw little-endian signed 16-bit 16 kHz mono samples from r (the
 // stdin input "-"). A trailing odd byte is ignored.
 func NewRawDecoder(r io.Reader, name string, start time.Time) *FileDecoder {
-	return &FileDecoder{name: name, start: start, raw: r, chans: 1, rawBuf: make([]byte, audio.FrameBytes), direct: true}
+	return &FileDecoder{name: name, start: start, raw: r, chans: 1, block: make([]byte, blockBytes), direct: true}
 }
 
 // Next returns the next frame, or io.EOF after the last one. Any other error names the
-// input and the problem; after an error Next keeps returning it.
+// input and the problem; after an error Next keeps returning it. Each frame has Samples of
+// its own.
 func (d *FileDecoder) Next() (audio.Frame, error) {
 	if d.err != nil {
 		return audio.Frame{}, d.err
 	}
+	return d.NextInto(d.newSamples())
+}
+
+// NextInto is Next decoding into dst (audio.FrameSamples long), which becomes the frame's
+// Samples: the daemon's capture decodes into storage it reuses.
+func (d *FileDecoder) NextInto(dst []int16) (audio.Frame, error) {
+	if d.err != nil {
+		return audio.Frame{}, d.err
+	}
+	dst = dst[:audio.FrameSamples]
 	if d.direct {
-		return d.nextDirect()
+		return d.nextDirect(dst)
 	}
 	for len(d.pending) < audio.FrameSamples && !d.eof {
 		if err := d.fill(); err != nil {
@@ -116,32 +135,21 @@ func (d *FileDecoder) Next() (audio.Frame, error) {
 	f := audio.Frame{
 		Seq:     d.seq,
 		Time:    d.start.Add(time.Duration(d.seq) * audio.FrameDuration),
-		Samples: make([]int16, audio.FrameSamples),
+		Samples: dst,
 	}
 	n := min(len(d.pending), audio.FrameSamples)
 	for i, v := range d.pending[:n] {
 		f.Samples[i] = toInt16(v)
 	}
+	clear(f.Samples[n:]) // the last frame is zero-padded
 	d.pending = d.pending[:copy(d.pending, d.pending[n:])]
 	d.seq++
 	return f, nil
 }
 
-// fill decodes one block into pending, setting eof at the end of the input.
+// fill decodes one block of WAV input into pending, setting eof at the end of the input.
+// (Raw input is always 16 kHz mono and takes the direct path.)
 func (d *FileDecoder) fill() error {
-	if d.raw != nil {
-		n, err := io.ReadFull(d.raw, d.rawBuf)
-		for i := 0; i+1 < n; i += 2 {
-			d.pending = append(d.pending, float32(int16(uint16(d.rawBuf[i])|uint16(d.rawBuf[i+1])<<8))/32768)
-		}
-		switch {
-		case err == io.EOF || err == io.ErrUnexpectedEOF:
-			d.eof = true
-		case err != nil:
-			return err
-		}
-		return nil
-	}
 	n, err := d.wav.ReadFloat(d.in)
 	if err != nil && !errors.Is(err, io.EOF) {
 		return err
@@ -175,27 +183,29 @@ func (d *FileDecoder) fill() error {
 	return nil
 }
 
-// toInt16 converts a [-1, 1] sample to linear16. v*32768 is exact for values that came
-// from 16-bit input, so such input round-trips bit-exact.
 // nextDirect reads one frame of linear16 straight into samples. A short last frame is
 // zero-padded; a truncated file (shorter than its header says) ends at what is there.
-func (d *FileDecoder) nextDirect() (audio.Frame, error) {
-	if d.eof {
-		d.err = io.EOF
-		return audio.Frame{}, io.EOF
+func (d *FileDecoder) nextDirect(dst []int16) (audio.Frame, error) {
+	if d.end-d.off < audio.FrameBytes && !d.eof {
+		// Refill: keep the unread tail, read at least the rest of a frame (a pipe is not
+		// waited on for more), as much as the block holds.
+		var src io.Reader = d.raw
+		if d.wav != nil {
+			src = d.wav
+		}
+		d.end = copy(d.block, d.block[d.off:d.end])
+		d.off = 0
+		n, err := io.ReadAtLeast(src, d.block[d.end:], audio.FrameBytes-d.end)
+		d.end += n
+		switch {
+		case err == io.EOF || err == io.ErrUnexpectedEOF:
+			d.eof = true
+		case err != nil:
+			d.err = fmt.Errorf("read audio file %q: %w", d.name, err)
+			return audio.Frame{}, d.err
+		}
 	}
-	var src io.Reader = d.raw
-	if d.wav != nil {
-		src = d.wav
-	}
-	n, err := io.ReadFull(src, d.rawBuf)
-	switch {
-	case err == io.EOF || err == io.ErrUnexpectedEOF:
-		d.eof = true
-	case err != nil:
-		d.err = fmt.Errorf("read audio file %q: %w", d.name, err)
-		return audio.Frame{}, d.err
-	}
+	n := min(d.end-d.off, audio.FrameBytes)
 	if n < 2 {
 		d.err = io.EOF
 		return audio.Frame{}, io.EOF
@@ -203,16 +213,20 @@ func (d *FileDecoder) nextDirect() (audio.Frame, error) {
 	f := audio.Frame{
 		Seq:     d.seq,
 		Time:    d.start.Add(time.Duration(d.seq) * audio.FrameDuration),
-		Samples: d.newSamples(),
+		Samples: dst,
 	}
-	b := d.rawBuf[:n&^1]
+	b := d.block[d.off : d.off+n&^1]
+	d.off += n
 	for i := range len(b) / 2 {
 		f.Samples[i] = int16(binary.LittleEndian.Uint16(b[2*i:]))
 	}
+	clear(f.Samples[len(b)/2:]) // the last frame is zero-padded
 	d.seq++
 	return f, nil
 }
 
+// toInt16 converts a [-1, 1] sample to linear16. v*32768 is exact for values that came
+// from 16-bit input, so such input round-trips bit-exact.
 func toInt16(v float32) int16 {
 	x := math.Round(float64(v) * 32768)
 	if x > math.MaxInt16 {

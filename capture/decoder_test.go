@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/hark-audio/hark/audio"
@@ -363,4 +364,37 @@ func TestResampleAddsNoDelay(t *testing.T) {
 			t.Errorf("%d Hz: click at output sample %d, want 8000", rate, at)
 		}
 	}
+}
+
+// The direct path's read-ahead block gives the same samples whatever sizes the reads
+// return (a pipe delivers arbitrary pieces), for a file ending mid-frame on an odd byte.
+func TestDirectPathShortReads(t *testing.T) {
+	pcm := append(sineWAV(16000, 1, 440, 0.5, 3.33)[44:], 0x7f) // an odd data chunk
+	data := append(audio.WAVHeader(len(pcm)), pcm...)
+	want := decodeAll(t, mustDecoder(t, bytes.NewReader(data)))
+	if len(want) != 34*audio.FrameSamples {
+		t.Fatalf("%d samples, want 34 frames", len(want))
+	}
+	for name, r := range map[string]io.Reader{
+		"one byte": iotest.OneByteReader(bytes.NewReader(data)),
+		"half":     iotest.HalfReader(bytes.NewReader(data)),
+		"data err": iotest.DataErrReader(bytes.NewReader(data)),
+	} {
+		if got := decodeAll(t, mustDecoder(t, r)); !slicesEqual(got, want) {
+			t.Errorf("%s: %d samples differ from a whole read's %d", name, len(got), len(want))
+		}
+	}
+	d := NewRawDecoder(iotest.OneByteReader(bytes.NewReader(pcm)), "stdin", time.Time{})
+	if got := decodeAll(t, d); !slicesEqual(got[:len(want)], want) {
+		t.Error("raw input read a byte at a time differs")
+	}
+}
+
+func mustDecoder(t *testing.T, r io.Reader) *FileDecoder {
+	t.Helper()
+	d, err := NewFileDecoder(r, "x.wav", time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
 }

@@ -6,7 +6,10 @@
 // # API
 //
 //	s, err := capture.Open(ctx, capture.Config{Device: "usb", Backend: "auto", Realtime: true, RingMS: 5000})
-//	for f := range s.Frames() { ... }  // closed at end of file or after Close
+//	for {
+//		f, err := s.Next() // waits for the frame; io.EOF at end of file, ErrClosed after Close
+//		...                // f.Samples is valid for FrameLifetime more frames: copy to keep it
+//	}
 //	err = s.Err()                      // nil for a clean end of file or Close
 //	st := s.Stats()                    // frames, samples, dropped, reopens, device, backend, state, last error
 //	s.Close()                          // stops capture, waits for its goroutines; idempotent
@@ -27,9 +30,19 @@
 // Config.SampleRate is therefore not passed to the device. The data callback runs on a C
 // thread with a buffer valid only during the call: it copies into a preallocated ring
 // (no allocation, no channel send that can block, a lock held only for the copy) and
-// returns. When the consumer stalls longer than the ring holds, the oldest audio is
-// overwritten and counted. A reader goroutine cuts the ring into frames, each with a
-// freshly allocated Samples slice, and is the only thing that blocks on Frames.
+// returns; it wakes the consumer only once a whole frame is buffered. When the consumer
+// stalls longer than the ring holds, the oldest audio is overwritten and counted. Next cuts
+// the ring into frames on the consumer's own goroutine, reading straight into the frame's
+// storage: between the callback and the consumer there is no goroutine and no channel.
+//
+// # Cost
+//
+// While nobody speaks, waking up for each frame is most of what the daemon does, so the
+// input is built to wake as little as possible: one callback per 100 ms period (miniaudio
+// period = frame), one wake-up of the consumer per frame, a stall watchdog that sleeps
+// until StallTimeout after the last callback instead of polling; file and stdin input are
+// paced by a timerfd (internal/pace) on the consumer's goroutine, read through a 64 KiB
+// buffer; frames live in FrameLifetime reusable slots, so nothing is allocated per frame.
 //
 // Seq is the frame's position in the capture stream: a gap means frames were lost (ring
 // overflow, or the partial frame discarded when the device was reopened). Time comes from
@@ -56,7 +69,9 @@
 // WAV of any common PCM or float format, rate and channel count: channels are averaged,
 // other rates go through a windowed-sinc polyphase resampler (Kaiser window, 16 zero
 // crossings, cutoff at 92% of 8 kHz: the anti-aliasing low-pass), 16 kHz 16-bit input
-// passes bit-exact. Input is paced at real time when Config.Realtime, else delivered as
-// fast as the consumer takes it; the last partial frame is zero-padded; end of input
-// closes Frames with Err nil.
+// passes bit-exact. Input is paced at real time when Config.Realtime (frame i is returned
+// once due, at start + (i+1)·100 ms), else returned as fast as the consumer asks; the last
+// partial frame is zero-padded; end of input is io.EOF from Next with Err nil. A file is
+// read by Next itself; stdin by a goroutine of its own, since a blocked read on a pipe
+// cannot be interrupted.
 package capture

@@ -299,9 +299,11 @@ func (m *micInput) openWith(bc backendChoice, want string) (*openDevice, error) 
 	// Latency matters little here (frames are 100 ms and the gate has a pre-roll); slack
 	// does. miniaudio sizes the server/driver buffer as period x periods (PulseAudio's
 	// maxlength), and audio is lost there whenever this process is late by more than that:
-	// with 20 ms x 3, a loaded test machine lost most of its audio. 50 ms x 8 = 400 ms.
-	dc.PeriodSizeInMilliseconds = 50
-	dc.Periods = 8
+	// with 20 ms x 3, a loaded test machine lost most of its audio. 100 ms x 4 = 400 ms.
+	// One period per frame: each period is a callback into Go and a wake-up of the
+	// consumer, the largest part of the idle cost of a microphone.
+	dc.PeriodSizeInMilliseconds = 100
+	dc.Periods = 4
 	name := "default"
 	var idPtr unsafe.Pointer
 	if dev != nil {
@@ -362,11 +364,13 @@ func (m *micInput) openWith(bc backendChoice, want string) (*openDevice, error) 
 }
 
 // startMic opens the microphone once (an error here is returned by Open) and starts the
-// supervisor, which reopens a lost device, and the reader, which assembles frames.
+// supervisor, which reopens a lost device. Frames are assembled by Next, on the consumer's
+// goroutine: the callback's thread wakes it once a frame is complete.
 func (s *Source) startMic(ctx context.Context) error {
 	samples := s.cfg.RingMS * audio.SampleRate / 1000
 	m := &micInput{ring: newRing(max(samples, 2*audio.FrameSamples))}
 	m.asm = newAssembler(m.ring)
+	m.asm.alloc = s.slots.get
 	o, err := m.open(s.cfg)
 	if err != nil {
 		return err
@@ -377,54 +381,48 @@ func (s *Source) startMic(ctx context.Context) error {
 	s.stats.State = StateCapturing
 	s.stats.Device, s.stats.Backend = o.name, o.backend
 	s.mu.Unlock()
-
-	readerDone := make(chan struct{})
-	s.wg.Add(2)
+	s.next = s.nextMic
+	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		defer close(readerDone)
-		s.readMic(ctx, m)
-	}()
-	go func() {
-		defer s.wg.Done()
-		s.superviseMic(ctx, m, o, readerDone)
+		s.superviseMic(ctx, m, o)
 	}()
 	return nil
 }
 
-// readMic assembles frames from the ring and sends them. It is the only goroutine that
-// blocks on the Frames channel; the ring absorbs the callback's audio meanwhile.
-func (s *Source) readMic(ctx context.Context, m *micInput) {
-	defer close(s.frames)
-	var reportedDrops uint64
-	lastReport := time.Time{}
+// nextMic assembles the next frame from the ring, waiting for the callback when the ring
+// runs dry.
+func (s *Source) nextMic() (audio.Frame, error) {
+	m := s.mic
 	for {
 		f, ok := m.asm.poll()
 		m.asmDropped.Store(m.asm.dropped)
-		if !ok {
-			select {
-			case <-m.ring.notify:
-				continue
-			case <-ctx.Done():
-				return
-			}
+		if ok {
+			s.reportOverflow(m)
+			return f, nil
+		}
+		if !m.ring.arm(uint64(audio.FrameSamples - m.asm.fill)) {
+			continue // arrived meanwhile
 		}
 		select {
-		case s.frames <- f:
-		case <-ctx.Done():
-			return
-		}
-		s.mu.Lock()
-		s.stats.Frames++
-		s.mu.Unlock()
-		// Overflow is reported from here, never from the callback, at most once a second.
-		// Partial frames discarded at a reopen are counted in Stats, not reported as overflow.
-		if drops := m.ring.stats().dropped; drops != reportedDrops && time.Since(lastReport) >= time.Second {
-			s.log.Warn("capture ring overflow: audio dropped", "samples", drops-reportedDrops, "total", drops)
-			s.event(Event{Type: EventOverflow, Dropped: drops - reportedDrops})
-			reportedDrops, lastReport = drops, time.Now()
+		case <-m.ring.notify:
+		case <-s.ctx.Done():
+			return audio.Frame{}, ErrClosed
 		}
 	}
+}
+
+// reportOverflow reports ring overflow from the consumer's side, never from the callback,
+// at most once a second. Partial frames discarded at a reopen are counted in Stats, not
+// reported as overflow.
+func (s *Source) reportOverflow(m *micInput) {
+	drops := m.ring.stats().dropped
+	if drops == s.lastDrops || time.Since(s.lastDropT) < time.Second {
+		return
+	}
+	s.log.Warn("capture ring overflow: audio dropped", "samples", drops-s.lastDrops, "total", drops)
+	s.event(Event{Type: EventOverflow, Dropped: drops - s.lastDrops})
+	s.lastDrops, s.lastDropT = drops, time.Now()
 }
 
 // reopenBackoff paces reopening a lost device: a fleet that lost its audio server at once
@@ -441,15 +439,15 @@ const startupGrace = 5 * time.Second
 const stableAfter = time.Minute
 
 // superviseMic watches the open device and reopens it when it stops, fails or goes silent.
-func (s *Source) superviseMic(ctx context.Context, m *micInput, o *openDevice, readerDone <-chan struct{}) {
+// While audio flows it wakes once per StallTimeout (a timer due StallTimeout after the last
+// callback), not on a polling tick.
+func (s *Source) superviseMic(ctx context.Context, m *micInput, o *openDevice) {
 	cur := o // the open device, nil while reopening
 	defer func() {
 		if cur != nil {
 			s.release(cur)
 		}
 	}()
-	check := time.NewTicker(max(s.cfg.StallTimeout/4, 10*time.Millisecond))
-	defer check.Stop()
 	timer := time.NewTimer(0)
 	timer.Stop()
 	defer timer.Stop()
@@ -459,32 +457,42 @@ func (s *Source) superviseMic(ctx context.Context, m *micInput, o *openDevice, r
 	streak, attempt := 0, 0
 	openedAt := time.Now()
 	for {
-		// Watch the open device.
+		// Watch the open device: no callback for StallTimeout means it is lost (with a grace
+		// until the first audio after an open).
 		lastWrites := m.ring.stats().writes
 		lastChange := time.Now()
-		limit := s.cfg.StallTimeout + startupGrace // until the first audio after an open
+		limit := s.cfg.StallTimeout + startupGrace
+		timer.Reset(limit)
 		var reason error
 		for reason == nil {
 			select {
 			case <-ctx.Done():
 				return
-			case <-readerDone:
-				return
 			case <-o.stopped:
 				reason = errors.New("device stopped")
-			case <-check.C:
-				w := m.ring.stats().writes
-				if w != lastWrites {
-					lastWrites, lastChange, limit = w, time.Now(), s.cfg.StallTimeout
-				} else if since := time.Since(lastChange); since >= limit {
-					reason = fmt.Errorf("no audio for %s", since.Round(time.Millisecond))
+			case <-timer.C:
+				st := m.ring.stats()
+				now := time.Now()
+				if st.writes != lastWrites {
+					lastWrites, limit = st.writes, s.cfg.StallTimeout
+					lastChange = st.lastWrite
+					if lastChange.IsZero() || lastChange.After(now) {
+						lastChange = now
+					}
 				}
-				if streak > 0 && time.Since(openedAt) >= stableAfter {
+				since := now.Sub(lastChange)
+				if since >= limit {
+					reason = fmt.Errorf("no audio for %s", since.Round(time.Millisecond))
+					break
+				}
+				timer.Reset(limit - since)
+				if streak > 0 && now.Sub(openedAt) >= stableAfter {
 					s.log.Info("capture device stable again", "device", o.name, "losses", streak)
 					streak, attempt = 0, 0
 				}
 			}
 		}
+		timer.Stop()
 		lostAt := time.Now()
 		streak++
 		level := slog.LevelWarn

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -274,7 +275,12 @@ func record(s *Source) *recorder {
 	r := &recorder{done: make(chan struct{})}
 	go func() {
 		defer close(r.done)
-		for f := range s.Frames() {
+		for {
+			f, err := s.Next()
+			if err != nil {
+				return
+			}
+			f.Samples = slices.Clone(f.Samples) // kept beyond FrameLifetime
 			r.mu.Lock()
 			r.frames = append(r.frames, f)
 			r.arrived = append(r.arrived, time.Now())

@@ -25,7 +25,12 @@ type ring struct {
 	epoch     uint64 // bumped at a discontinuity (device reopened)
 	epochAt   uint64 // index of the first sample of the current epoch
 	writes    uint64 // callbacks seen, for the stall watchdog
-	notify    chan struct{}
+	// The reader is woken once enough audio for a frame has arrived, not at every callback:
+	// armed (with want, the unread samples it waits for) by arm, cleared by the write that
+	// satisfies it.
+	armed  bool
+	want   uint64
+	notify chan struct{}
 }
 
 func newRing(samples int) *ring {
@@ -56,11 +61,29 @@ func (g *ring) write(p []int16, now time.Time) {
 	g.w += n
 	g.anchorIdx, g.anchorT = g.w, now
 	g.writes++
-	g.mu.Unlock()
-	select {
-	case g.notify <- struct{}{}:
-	default:
+	wake := g.armed && g.w-g.r >= g.want
+	if wake {
+		g.armed = false
 	}
+	g.mu.Unlock()
+	if wake {
+		select {
+		case g.notify <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// arm asks for a notification once at least want samples are unread. It returns false,
+// arming nothing, when they already are.
+func (g *ring) arm(want uint64) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.w-g.r >= want {
+		return false
+	}
+	g.armed, g.want = true, want
+	return true
 }
 
 // readInfo describes what read returned.

@@ -8,9 +8,11 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hark-audio/hark/audio"
+	"github.com/hark-audio/hark/internal/pace"
 )
 
 // Config selects and tunes the input. It mirrors config.Capture plus what only a program
@@ -82,20 +84,46 @@ type Stats struct {
 	LastErrorAt    time.Time `json:"last_error_at,omitzero"`
 }
 
-// Source delivers frames from one input. Open starts it; Close stops it.
+// Source delivers frames from one input. Open starts it; Next returns its frames; Close
+// stops it.
+//
+// The frames' Samples live in a ring of FrameLifetime slots that the Source fills in turn:
+// a frame's samples stay valid until FrameLifetime more frames have been returned (6.4 s
+// of audio), which covers everything the audio path holds on to (the gate's pre-roll is at
+// most 3 s); a consumer that keeps a frame longer keeps a copy (Frame.Clone). So capture
+// allocates nothing per frame.
 type Source struct {
 	cfg    Config
 	log    *slog.Logger
-	frames chan audio.Frame
+	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	once   sync.Once
 
-	mu    sync.Mutex
-	err   error
-	stats Stats
-	mic   *micInput // nil for file and stdin input
+	// Owned by the goroutine calling Next.
+	next   func() (audio.Frame, error) // per kind of input
+	slots  slots
+	dec    *FileDecoder // file input
+	stdin  *stdinFeed   // stdin input
+	tick   *pace.Ticker // real-time pacing of file and stdin input; nil for a microphone
+	credit uint64       // ticks due and not yet used by a frame
+	ended  error        // what ended the input (io.EOF, a read error, ErrClosed): Next returns it from then on
+
+	frames    atomic.Uint64 // frames returned by Next
+	closed    atomic.Bool   // ctx is done: checked per frame (cheaper than ctx.Err, a lock)
+	fileOnce  sync.Once
+	file      *os.File
+	mu        sync.Mutex
+	err       error
+	stats     Stats
+	mic       *micInput // nil for file and stdin input
+	lastDrops uint64    // overflow reporting (Next's goroutine)
+	lastDropT time.Time
 }
+
+// ErrClosed is what Next returns once the Source was closed or the context given to Open
+// ended.
+var ErrClosed = errors.New("capture closed")
 
 // Open starts capturing from cfg.Input (file or stdin) or the microphone. A microphone
 // that cannot be opened now is an error; once running, a lost device is reopened in the
@@ -110,18 +138,21 @@ func Open(ctx context.Context, cfg Config) (*Source, error) {
 	if cfg.StallTimeout <= 0 {
 		cfg.StallTimeout = 3 * time.Second
 	}
-	s := &Source{cfg: cfg, log: cfg.Logger.With("component", "capture"), frames: make(chan audio.Frame, 4)}
-	ctx, s.cancel = context.WithCancel(ctx)
+	s := &Source{cfg: cfg, log: cfg.Logger.With("component", "capture")}
+	s.ctx, s.cancel = context.WithCancel(ctx)
+	context.AfterFunc(s.ctx, func() { s.closed.Store(true) })
+	start := time.Now()
 	var err error
 	switch cfg.Input {
 	case "":
-		err = s.startMic(ctx)
+		err = s.startMic(s.ctx)
 	case "-":
 		in := cfg.Stdin
 		if in == nil {
 			in = os.Stdin
 		}
-		s.startFile(ctx, NewRawDecoder(in, "stdin", time.Now()), nil, false)
+		s.startStdin(NewRawDecoder(in, "stdin", start))
+		err = s.startPacing(start)
 	default:
 		var f *os.File
 		f, err = os.Open(cfg.Input)
@@ -129,27 +160,121 @@ func Open(ctx context.Context, cfg Config) (*Source, error) {
 			err = fmt.Errorf("open audio file: %w", err)
 			break
 		}
+		s.file = f
 		var d *FileDecoder
-		d, err = NewFileDecoder(f, cfg.Input, time.Now())
+		d, err = NewFileDecoder(f, cfg.Input, start)
 		if err != nil {
 			f.Close()
 			break
 		}
 		s.log.Debug("file input", "file", cfg.Input, "rate", d.Format().SampleRate, "channels", d.Format().Channels)
-		s.startFile(ctx, d, f, true)
+		s.dec, s.next = d, s.nextFile
+		s.stats.State, s.stats.Device, s.stats.Backend = StateCapturing, d.name, "file"
+		err = s.startPacing(start)
 	}
 	if err != nil {
 		s.cancel()
+		s.closeFile()
 		return nil, err
 	}
 	return s, nil
 }
 
-// Frames delivers the audio. It is closed when the input ends (end of file) or after Close.
-func (s *Source) Frames() <-chan audio.Frame { return s.frames }
+// startPacing starts the real-time schedule of file and stdin input: frame i is complete,
+// as if captured live, at start + (i+1)·100 ms, and is returned no earlier.
+func (s *Source) startPacing(start time.Time) error {
+	if !s.cfg.Realtime {
+		return nil
+	}
+	t, err := pace.New(start.Add(audio.FrameDuration), audio.FrameDuration)
+	if err != nil {
+		return err
+	}
+	s.tick = t
+	// Close (or the end of Open's context) wakes a Next waiting for the next tick.
+	context.AfterFunc(s.ctx, t.Stop)
+	return nil
+}
 
-// Err is the error that ended the input, once Frames is closed: nil for a clean end of
-// file or Close, else a read error naming the input.
+// Next returns the next frame, waiting for it: until it is due (file and stdin input in
+// real time) or captured (microphone). It returns io.EOF at the end of a file or stdin,
+// the read error that ended the input (also reported by Err), or ErrClosed after Close.
+// A lost microphone is reopened in the background while Next waits.
+//
+// Next must be called from one goroutine; the frame's Samples are valid for FrameLifetime
+// more frames (see Source).
+func (s *Source) Next() (audio.Frame, error) {
+	if s.ended != nil {
+		return audio.Frame{}, s.ended
+	}
+	if s.closed.Load() {
+		return audio.Frame{}, s.end(ErrClosed)
+	}
+	f, err := s.next()
+	if err != nil {
+		return audio.Frame{}, s.end(err)
+	}
+	s.frames.Add(1)
+	return f, nil
+}
+
+// end records what ended the input and returns it.
+func (s *Source) end(err error) error {
+	if s.ctx.Err() != nil {
+		err = ErrClosed
+	}
+	s.ended = err
+	s.closeFile()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case err == ErrClosed:
+	case errors.Is(err, io.EOF):
+		s.log.Debug("audio input ended", "frames", s.frames.Load())
+		s.stats.State = StateEnded
+	default:
+		s.err = err
+		s.stats.LastError, s.stats.LastErrorAt = err.Error(), time.Now()
+		s.stats.State = StateEnded
+		s.log.Error("audio input failed", "err", err)
+	}
+	return err
+}
+
+// pace waits until the frame just read is due.
+func (s *Source) pace() error {
+	if s.tick == nil {
+		return nil
+	}
+	for s.credit == 0 {
+		n, err := s.tick.Wait()
+		if err != nil {
+			return ErrClosed
+		}
+		s.credit += n
+	}
+	s.credit--
+	return nil
+}
+
+func (s *Source) nextFile() (audio.Frame, error) {
+	f, err := s.dec.NextInto(s.slots.get())
+	if err != nil {
+		return audio.Frame{}, err
+	}
+	return f, s.pace()
+}
+
+func (s *Source) closeFile() {
+	s.fileOnce.Do(func() {
+		if s.file != nil {
+			s.file.Close()
+		}
+	})
+}
+
+// Err is the error that ended the input: nil for a clean end of file or Close, else a read
+// error naming the input.
 func (s *Source) Err() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -162,21 +287,27 @@ func (s *Source) Stats() Stats {
 	st := s.stats
 	m := s.mic
 	s.mu.Unlock()
+	st.Frames = s.frames.Load()
 	if m != nil {
 		rs := m.ring.stats()
 		st.Samples = rs.written
 		st.DroppedSamples = rs.dropped + m.asmDropped.Load()
+	} else {
+		st.Samples = st.Frames * audio.FrameSamples
 	}
 	return st
 }
 
-// Close stops capture and waits for its goroutines. It is safe to call more than once.
-// One exception: a read blocked on Stdin cannot be interrupted, so the goroutine doing it
-// ends when that read returns (at the latest when stdin is closed).
+// Close stops capture and waits for its goroutines; a Next waiting in another goroutine
+// returns ErrClosed. It is safe to call more than once. One exception: a read blocked on
+// Stdin cannot be interrupted, so the goroutine doing it ends when that read returns (at
+// the latest when stdin is closed).
 func (s *Source) Close() error {
 	s.once.Do(func() {
+		s.closed.Store(true)
 		s.cancel()
 		s.wg.Wait()
+		s.closeFile()
 		s.mu.Lock()
 		s.stats.State = StateClosed
 		s.mu.Unlock()
@@ -200,94 +331,86 @@ func (s *Source) setErr(err error) {
 	s.stats.LastErrorAt = time.Now()
 }
 
-// startFile runs a decoder, paced at real time when cfg.Realtime. The decoding runs on its
-// own goroutine so a read blocked on stdin never delays Close: Close waits for that
-// goroutine only for regular files (whose reads always return).
-func (s *Source) startFile(ctx context.Context, d *FileDecoder, f *os.File, waitReader bool) {
-	s.stats.State = StateCapturing
-	s.stats.Device = d.name
-	s.stats.Backend = "file"
-	decoded := make(chan audio.Frame, 2)
-	var readErr error
-	readDone := make(chan struct{})
-	run := func() {
-		defer close(readDone)
-		defer close(decoded)
-		if f != nil {
-			defer f.Close()
-		}
+// stdinFeed reads stdin on its own goroutine, because a read blocked on a pipe or terminal
+// cannot be interrupted and must never delay Close. Frames travel in a few buffers that go
+// round between the two goroutines, so nothing is allocated per frame.
+type stdinFeed struct {
+	frames chan audio.Frame // decoded, closed at the end of input
+	free   chan []int16     // buffers to decode into
+	err    error            // read error, set before frames is closed
+}
+
+func (s *Source) startStdin(d *FileDecoder) {
+	s.stats.State, s.stats.Device, s.stats.Backend = StateCapturing, d.name, "file"
+	const buffers = 3
+	fd := &stdinFeed{frames: make(chan audio.Frame, buffers-1), free: make(chan []int16, buffers)}
+	for range buffers {
+		fd.free <- make([]int16, audio.FrameSamples)
+	}
+	s.stdin, s.next = fd, s.nextStdin
+	ctx := s.ctx
+	go func() {
+		defer close(fd.frames)
 		for {
-			fr, err := d.Next()
+			var buf []int16
+			select {
+			case buf = <-fd.free:
+			case <-ctx.Done():
+				return
+			}
+			f, err := d.NextInto(buf)
 			if err != nil {
 				if !errors.Is(err, io.EOF) {
-					readErr = err
+					fd.err = err
 				}
 				return
 			}
 			select {
-			case decoded <- fr:
+			case fd.frames <- f:
 			case <-ctx.Done():
 				return
 			}
 		}
-	}
-	if waitReader {
-		s.wg.Add(1)
-		go func() { defer s.wg.Done(); run() }()
-	} else {
-		go run()
-	}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		defer close(s.frames)
-		start := time.Now()
-		timer := time.NewTimer(0)
-		defer timer.Stop()
-		var n uint64
-		for {
-			var fr audio.Frame
-			var ok bool
-			select {
-			case fr, ok = <-decoded:
-			case <-ctx.Done():
-				return
-			}
-			if !ok {
-				break
-			}
-			// Frame i is complete, as if captured live, at start + (i+1)*100ms. Pacing
-			// against that schedule (not frame to frame) keeps the rate exact.
-			fr.Time = start.Add(time.Duration(fr.Seq) * audio.FrameDuration)
-			if s.cfg.Realtime {
-				timer.Reset(time.Until(fr.End()))
-				select {
-				case <-timer.C:
-				case <-ctx.Done():
-					return
-				}
-			}
-			select {
-			case s.frames <- fr:
-			case <-ctx.Done():
-				return
-			}
-			n++
-			s.mu.Lock()
-			s.stats.Frames = n
-			s.stats.Samples = n * audio.FrameSamples
-			s.mu.Unlock()
-		}
-		<-readDone
-		s.mu.Lock()
-		if readErr != nil {
-			s.err = readErr
-			s.stats.LastError, s.stats.LastErrorAt = readErr.Error(), time.Now()
-			s.log.Error("audio input failed", "err", readErr)
-		} else {
-			s.log.Debug("audio input ended", "frames", n)
-		}
-		s.stats.State = StateEnded
-		s.mu.Unlock()
 	}()
+}
+
+func (s *Source) nextStdin() (audio.Frame, error) {
+	var f audio.Frame
+	var ok bool
+	select {
+	case f, ok = <-s.stdin.frames:
+	case <-s.ctx.Done():
+		return audio.Frame{}, ErrClosed
+	}
+	if !ok {
+		if s.stdin.err != nil {
+			return audio.Frame{}, s.stdin.err
+		}
+		return audio.Frame{}, io.EOF
+	}
+	buf := f.Samples
+	f.Samples = s.slots.get()
+	copy(f.Samples, buf)
+	s.stdin.free <- buf
+	return f, s.pace()
+}
+
+// FrameLifetime is how many frames a Source returns before it reuses the Samples of a
+// frame it returned: a frame's samples are valid until FrameLifetime more frames were
+// returned.
+const FrameLifetime = 64
+
+// slots is the Source's frame storage, handed out in turn.
+type slots struct {
+	buf  []int16
+	next int
+}
+
+func (sl *slots) get() []int16 {
+	if sl.buf == nil {
+		sl.buf = make([]int16, FrameLifetime*audio.FrameSamples)
+	}
+	i := sl.next * audio.FrameSamples
+	sl.next = (sl.next + 1) % FrameLifetime
+	return sl.buf[i : i+audio.FrameSamples : i+audio.FrameSamples]
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -14,14 +15,38 @@ import (
 	"github.com/hark-audio/hark/audio"
 )
 
-// collect reads every frame until Frames closes or the timeout passes.
+// frames calls Next on a goroutine of its own, as the agent's audio loop does, and
+// delivers copies of the frames (the test may keep them beyond FrameLifetime) on a channel
+// that is closed once Next fails. The goroutine ends then, or when s is closed.
+func frames(s *Source) <-chan audio.Frame {
+	ch := make(chan audio.Frame)
+	go func() {
+		defer close(ch)
+		for {
+			f, err := s.Next()
+			if err != nil {
+				return
+			}
+			f.Samples = slices.Clone(f.Samples)
+			select {
+			case ch <- f:
+			case <-s.ctx.Done():
+				return
+			}
+		}
+	}()
+	return ch
+}
+
+// collect reads every frame until the input ends or the timeout passes.
 func collect(t *testing.T, s *Source, timeout time.Duration) []audio.Frame {
 	t.Helper()
 	var out []audio.Frame
 	deadline := time.After(timeout)
+	fr := frames(s)
 	for {
 		select {
-		case f, ok := <-s.Frames():
+		case f, ok := <-fr:
 			if !ok {
 				return out
 			}
@@ -157,8 +182,8 @@ func TestStdinRaw(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("Close blocked on an idle stdin")
 	}
-	if _, ok := <-s.Frames(); ok {
-		t.Fatal("frame after Close")
+	if _, err := s.Next(); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Next after Close: %v", err)
 	}
 	pw.Close()
 	checkGoroutines(t, before)
@@ -201,19 +226,20 @@ func TestNullBackendDeliversSilence(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	var frames []audio.Frame
+	var got []audio.Frame
+	fr := frames(s)
 	timeout := time.After(10 * time.Second)
-	for len(frames) < 10 {
+	for len(got) < 10 {
 		select {
-		case f := <-s.Frames():
-			frames = append(frames, f)
+		case f := <-fr:
+			got = append(got, f)
 		case <-timeout:
-			t.Fatalf("only %d frames from the null backend in 10 s", len(frames))
+			t.Fatalf("only %d frames from the null backend in 10 s", len(got))
 		}
 	}
 	elapsed := time.Since(start)
 	t.Logf("null backend: 10 frames in %v", elapsed.Round(time.Millisecond))
-	for i, f := range frames {
+	for i, f := range got {
 		if f.Seq != uint64(i) || len(f.Samples) != audio.FrameSamples {
 			t.Fatalf("frame %d: seq %d len %d", i, f.Seq, len(f.Samples))
 		}
@@ -222,11 +248,11 @@ func TestNullBackendDeliversSilence(t *testing.T) {
 				t.Fatalf("null backend frame %d not silent", i)
 			}
 		}
-		if i > 0 && !f.Time.After(frames[i-1].Time) {
+		if i > 0 && !f.Time.After(got[i-1].Time) {
 			t.Fatal("frame times not increasing")
 		}
 	}
-	if d := frames[9].Time.Sub(frames[0].Time); d < 800*time.Millisecond || d > 1200*time.Millisecond {
+	if d := got[9].Time.Sub(got[0].Time); d < 800*time.Millisecond || d > 1200*time.Millisecond {
 		t.Fatalf("9 frame periods span %v of capture time", d)
 	}
 	st := s.Stats()
@@ -234,14 +260,10 @@ func TestNullBackendDeliversSilence(t *testing.T) {
 		t.Fatalf("stats %+v", st)
 	}
 	s.Close()
-	// Frames counts deliveries after the channel send: read it once the source has stopped.
 	if st := s.Stats(); st.Frames < 10 {
 		t.Fatalf("stats after close %+v: want at least the 10 frames received", st)
 	}
-	if _, ok := <-s.Frames(); ok {
-		// drain what was buffered
-		for range s.Frames() {
-		}
+	for range fr { // ends once Next reports the close
 	}
 	if s.Err() != nil || s.Stats().State != StateClosed {
 		t.Fatalf("after Close: err %v state %s", s.Err(), s.Stats().State)
@@ -319,16 +341,20 @@ func TestMicOverflowReported(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	first := <-s.Frames()
-	// Stall: the channel (4) and the assembler (1) fill, then the 200 ms ring overflows.
+	first, err := s.Next()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Stall: nothing calls Next, so the 200 ms ring overflows.
 	time.Sleep(1500 * time.Millisecond) // pacing the stall itself, not waiting for a result
+	fr := frames(s)
 	var prev = first
 	gap := false
 	var lostFrames uint64
 	timeout := time.After(10 * time.Second)
 	for !gap {
 		select {
-		case f := <-s.Frames():
+		case f := <-fr:
 			if f.Seq != prev.Seq+1 {
 				gap = true
 				lostFrames = f.Seq - prev.Seq - 1
@@ -380,14 +406,15 @@ func TestALSAAndAutoCapture(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", backend, err)
 		}
-		var frames []audio.Frame
+		var got []audio.Frame
+		fr := frames(s)
 		timeout := time.After(10 * time.Second)
-		for len(frames) < 5 {
+		for len(got) < 5 {
 			select {
-			case f := <-s.Frames():
-				frames = append(frames, f)
+			case f := <-fr:
+				got = append(got, f)
 			case <-timeout:
-				t.Fatalf("%s: %d frames in 10 s", backend, len(frames))
+				t.Fatalf("%s: %d frames in 10 s", backend, len(got))
 			}
 		}
 		st := s.Stats()
@@ -397,12 +424,12 @@ func TestALSAAndAutoCapture(t *testing.T) {
 		}
 		// ALSA's null PCM has no clock: it hands over silence as fast as it is read, so the
 		// ring overflows at once. Frames must still be whole, in order and counted.
-		for i, f := range frames {
-			if len(f.Samples) != audio.FrameSamples || (i > 0 && (f.Seq <= frames[i-1].Seq || !f.Time.After(frames[i-1].Time))) {
-				t.Fatalf("%s frame %d: seq %d after %d", backend, i, f.Seq, frames[max(i-1, 0)].Seq)
+		for i, f := range got {
+			if len(f.Samples) != audio.FrameSamples || (i > 0 && (f.Seq <= got[i-1].Seq || !f.Time.After(got[i-1].Time))) {
+				t.Fatalf("%s frame %d: seq %d after %d", backend, i, f.Seq, got[max(i-1, 0)].Seq)
 			}
 		}
-		if frames[len(frames)-1].Seq > uint64(len(frames)-1) && s.Stats().DroppedSamples == 0 {
+		if got[len(got)-1].Seq > uint64(len(got)-1) && s.Stats().DroppedSamples == 0 {
 			t.Fatalf("%s: Seq gaps without dropped samples counted", backend)
 		}
 		s.Close()

@@ -4,19 +4,30 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"regexp"
 	"strings"
 	"time"
 
 	"github.com/hark-audio/hark/vad"
 )
 
-var idPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+// validDeviceID: 1-64 of [A-Za-z0-9_-]. A loop, not a regexp: compiling `{1,64}` at package
+// init was a third of the CPU instructions of starting any hark command.
+func validDeviceID(s string) bool {
+	if len(s) == 0 || len(s) > 64 {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
 
 // Validate checks every section. The error is an *Error naming the key.
 func (c Config) Validate() error {
 	bad := func(key, format string, a ...any) error { return &Error{Key: key, Msg: fmt.Sprintf(format, a...)} }
-	if !idPattern.MatchString(c.DeviceID) {
+	if !validDeviceID(c.DeviceID) {
 		return bad("device_id", "%q must be 1-64 letters, digits, '-' or '_' (it is part of MQTT topics)", c.DeviceID)
 	}
 	if c.StateDir == "" {

@@ -59,6 +59,7 @@ type Stats struct {
 	QueueBytes      int64  `json:"queue_bytes"`
 	QueueDropped    uint64 `json:"queue_dropped"` // oldest transcripts evicted because the queue was full
 	QueueCorrupt    uint64 `json:"queue_corrupt"` // unreadable queue entries discarded
+	QueueRefused    uint64 `json:"queue_refused"` // transcripts refused: the queue's disk did not keep up
 	Delivered       uint64 `json:"delivered"`     // transcripts acknowledged by the broker
 	Outbox          int    `json:"outbox"`        // events and responses waiting
 	OutboxDropped   uint64 `json:"outbox_dropped"`
@@ -114,6 +115,7 @@ type Client struct {
 
 	wake     chan struct{} // pokes the publisher
 	qwake    chan struct{} // pokes the transcript sender
+	qwrite   chan struct{} // pokes the queue writer
 	progress chan struct{} // something was acknowledged (Close's flush waits on it)
 	reqs     chan inbound
 	closed   chan struct{} // closed when Close begins
@@ -199,7 +201,7 @@ func New(o Options) (*Client, error) {
 	base := strings.TrimSuffix(o.TopicPrefix, "/") + "/" + o.DeviceID
 	c := &Client{
 		o: o, log: o.Logger, base: base, queue: q, link: newLink(),
-		wake: make(chan struct{}, 1), qwake: make(chan struct{}, 1), progress: make(chan struct{}, 1),
+		wake: make(chan struct{}, 1), qwake: make(chan struct{}, 1), qwrite: make(chan struct{}, 1), progress: make(chan struct{}, 1),
 		reqs: make(chan inbound, requestQueue), closed: make(chan struct{}),
 		byTopic: map[string]*retainedMsg{},
 		t: topics{
@@ -333,10 +335,11 @@ func (c *Client) Start(ctx context.Context) {
 	}
 	c.ctx, c.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	c.downSince.Store(time.Now().UnixNano())
-	c.wg.Add(3)
+	c.wg.Add(4)
 	go c.publisher(c.ctx)
 	go c.sender(c.ctx)
 	go c.requestWorker(c.ctx)
+	go c.queueWriter(c.ctx)
 	c.log.Debug("connecting to broker", "broker", redactURL(c.o.Broker), "client_id", c.o.ClientID)
 	tok := c.pc.Connect() // completes when connected (ConnectRetry); never waited on here
 	c.mu.Lock()
@@ -465,10 +468,11 @@ func (c *Client) requestWorker(ctx context.Context) {
 
 // Publishing API. None of these waits for the network.
 
-// PublishTranscript appends the utterance to the on-disk queue (fsync'd) and returns; the
-// sender delivers the queue in order at QoS 1 and removes each entry only after its PUBACK
-// (at-least-once: an entry in flight when the connection drops is sent again). When the
-// queue holds QueueMax entries the oldest is evicted and counted.
+// PublishTranscript hands the utterance to the on-disk queue and returns without waiting
+// for the disk: the queue writer appends it (fsync'd) and only then the sender delivers it,
+// in order at QoS 1, removing each entry only after its PUBACK (at-least-once: an entry in
+// flight when the connection drops is sent again). Close writes what was handed over before
+// it returns. When the queue holds QueueMax entries the oldest is evicted and counted.
 func (c *Client) PublishTranscript(u transcript.Utterance) error {
 	if c.closing.Load() {
 		return ErrClosed
@@ -477,16 +481,10 @@ func (c *Client) PublishTranscript(u transcript.Utterance) error {
 	if err != nil {
 		return fmt.Errorf("encode transcript: %w", err)
 	}
-	evicted, err := c.queue.Append(b)
-	if err != nil {
+	if err := c.queue.Push(b); err != nil {
 		return err
 	}
-	if evicted > 0 {
-		if c.queueDropEpisode.Add(uint64(evicted)) == uint64(evicted) {
-			c.log.Warn("transcript queue full: dropping the oldest until the broker is back", "queue_max", c.o.QueueMax)
-		}
-	}
-	poke(c.qwake)
+	poke(c.qwrite)
 	return nil
 }
 
@@ -582,7 +580,8 @@ func (c *Client) Stats() Stats {
 	return Stats{
 		Connected: c.link.state().up, Connects: c.connects.Load(), Reconnects: c.reconnects.Load(),
 		ConnectFailures: c.connFailures.Load(),
-		QueueEntries:    qs.entries, QueueBytes: qs.bytes, QueueDropped: qs.dropped, QueueCorrupt: qs.corrupt,
+		QueueEntries:    qs.entries + qs.pending, QueueBytes: qs.bytes, QueueDropped: qs.dropped,
+		QueueCorrupt: qs.corrupt, QueueRefused: c.queue.hand.refused.Load(),
 		Delivered: c.delivered.Load(), Outbox: outbox, OutboxDropped: c.outboxDropped.Load(),
 		InterimDropped: c.interimDropped.Load(), Requests: c.requests.Load(), RequestsBusy: c.requestsBusy.Load(),
 		LastError: lastErr,
@@ -843,7 +842,8 @@ func (c *Client) announce(ctx context.Context, s linkState) error {
 
 // pending counts what Close's flush waits for.
 func (c *Client) pending() int {
-	n := c.queue.Stats().entries
+	qs := c.queue.Stats()
+	n := qs.entries + qs.pending
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	n += len(c.outbox)
@@ -871,6 +871,7 @@ func (c *Client) close(ctx context.Context) error {
 	c.closing.Store(true)
 	close(c.closed)
 	if !c.started.Load() {
+		c.drainHandoff()
 		return nil
 	}
 	// Flush, bounded by ctx and flushMax. A connection that is just coming up (a short run
@@ -914,6 +915,9 @@ func (c *Client) close(ctx context.Context) error {
 	case <-ctx.Done():
 		err = fmt.Errorf("close mqtt: request handler still running: %w", ctx.Err())
 	}
+	// What the queue writer has not written yet is written now, for the next start to
+	// deliver (after the writer's write in progress, if the disk holds one up).
+	c.drainHandoff()
 
 	s := c.link.state()
 	c.link.close()

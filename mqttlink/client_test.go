@@ -302,6 +302,7 @@ func TestQueueBoundDropsOldest(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	written(t, c)
 	if st := c.Stats(); st.QueueDropped != 4 || st.QueueEntries != 3 {
 		t.Fatalf("stats %+v", st)
 	}

@@ -122,6 +122,18 @@ func closeClient(t *testing.T, c *Client) {
 	}
 }
 
+// written waits until the queue writer has put every transcript handed over on disk.
+func written(t *testing.T, c *Client) {
+	t.Helper()
+	deadline := time.Now().Add(waitFor)
+	for c.queue.pendingWrites() > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d transcripts still not written after %v", c.queue.pendingWrites(), waitFor)
+		}
+		time.Sleep(5 * time.Millisecond) // polling a counter the writer has no signal for
+	}
+}
+
 func awaitConn(t *testing.T, c *Client) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), waitFor)

@@ -1,10 +1,15 @@
 package mqttlink
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
+
+	"github.com/hark-audio/hark/mqttlink/brokertest"
 )
 
 func payload(i int) []byte { return []byte(fmt.Sprintf(`{"seq":%d}`, i)) }
@@ -152,5 +157,120 @@ func BenchmarkQueueAppendRemove(b *testing.B) {
 		}
 		e, _ := q.Peek()
 		q.Remove(e.seq)
+	}
+}
+
+// TestPublishTranscriptDoesNotWaitForDisk: PublishTranscript runs on the live uplink's
+// event loop, so it hands the transcript over and returns while the disk write is still
+// under way; the transcript is sent only once it is on disk, and a full hand-off (a disk
+// that stopped keeping up) refuses instead of blocking for ever.
+func TestPublishTranscriptDoesNotWaitForDisk(t *testing.T) {
+	checkLeaks(t)
+	b := brokertest.Start(t)
+	o := testOptions(t, b.URL())
+	base := o.TopicPrefix + "/" + o.DeviceID
+	s := subscribe(t, b.URL(), map[string]byte{base + "/transcript": 1}, subOpts{})
+	c, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	release := make(chan struct{})
+	writing := make(chan struct{}, 1)
+	c.queue.hand.beforeWrite = func() {
+		select {
+		case writing <- struct{}{}:
+		default:
+		}
+		<-release
+	}
+	c.queue.hand.wait = 50 * time.Millisecond
+	c.Start(context.Background())
+	t.Cleanup(func() { closeClient(t, c) })
+	awaitConn(t, c)
+
+	done := make(chan error, 1)
+	go func() { done <- c.PublishTranscript(utterance(1)) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(waitFor):
+		t.Fatal("PublishTranscript waited for the disk")
+	}
+	<-writing // the writer holds transcript 1, blocked in its disk write
+	if ents, _ := os.ReadDir(o.QueueDir); len(ents) != 0 {
+		t.Fatalf("%d queue files while the write is held", len(ents))
+	}
+	if st := c.Stats(); st.QueueEntries != 1 || st.Delivered != 0 {
+		t.Fatalf("while the write is held: %+v", st)
+	}
+	// Fill the hand-off: beyond handoffMax waiting, Push refuses (after its bounded wait).
+	for i := 2; i <= handoffMax; i++ {
+		if err := c.PublishTranscript(utterance(uint64(i))); err != nil {
+			t.Fatalf("transcript %d: %v", i, err)
+		}
+	}
+	if err := c.PublishTranscript(utterance(handoffMax + 1)); !errors.Is(err, ErrQueueBusy) {
+		t.Fatalf("full hand-off: %v, want ErrQueueBusy", err)
+	}
+	if st := c.Stats(); st.QueueRefused != 1 {
+		t.Fatalf("refusal not counted: %+v", st)
+	}
+	close(release)
+	collectSeqs(t, s, base+"/transcript", 1, seqRange(1, handoffMax))
+}
+
+// TestCloseWritesHandedOver: transcripts handed over but not yet written when Close runs
+// are written by Close (for the next start to deliver): a graceful stop loses nothing,
+// whether the client was started or not, and whatever its writer was doing.
+func TestCloseWritesHandedOver(t *testing.T) {
+	checkLeaks(t)
+	b := brokertest.Start(t)
+	b.Stop(t)
+	for _, started := range []bool{false, true} {
+		o := testOptions(t, b.URL())
+		c, err := New(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		release := make(chan struct{})
+		held := make(chan struct{}, 1)
+		c.queue.hand.beforeWrite = func() {
+			select {
+			case held <- struct{}{}:
+			default:
+			}
+			<-release
+		}
+		if started {
+			c.Start(context.Background())
+		}
+		for i := uint64(1); i <= 5; i++ {
+			if err := c.PublishTranscript(utterance(i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		closed := make(chan error, 1)
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+			defer cancel()
+			closed <- c.Close(ctx)
+		}()
+		<-held // a write is under way (the writer's, or Close's own when not started)
+		close(release)
+		if err := <-closed; err != nil {
+			t.Fatalf("started=%v: Close: %v", started, err)
+		}
+		q, err := openQueue(o.QueueDir, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := drain(t, q); len(got) != 5 {
+			t.Fatalf("started=%v: %d transcripts on disk after Close, want 5: %v", started, len(got), got)
+		}
+		if err := c.PublishTranscript(utterance(6)); !errors.Is(err, ErrClosed) {
+			t.Fatalf("PublishTranscript after Close: %v", err)
+		}
 	}
 }

@@ -70,11 +70,17 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		}
 		return 0
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	for _, c := range commands() {
 		if c.name != args[0] {
 			continue
+		}
+		// Signal handling costs a goroutine and system calls at start: only for commands
+		// that run long enough to be stopped.
+		ctx := context.Background()
+		if c.name != "version" {
+			var stop context.CancelFunc
+			ctx, stop = signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+			defer stop()
 		}
 		err := c.run(ctx, args[1:], stdout, stderr)
 		var ee *exitError
