@@ -329,9 +329,13 @@ func (c *conn) readLoop() {
 		mt, b, err := ws.ReadMessage()
 		if err != nil {
 			// The close reason is server text: it reaches logs and the state.
+			// gorilla returns shared package-level values for some closes (abnormal
+			// closure), so scrub a copy, never the value itself.
 			var ce *websocket.CloseError
 			if errors.As(err, &ce) {
-				ce.Text = redact.Text(ce.Text, 300, c.secret)
+				scrubbed := *ce
+				scrubbed.Text = redact.Text(ce.Text, 300, c.secret)
+				err = &scrubbed
 			}
 			c.report(connEvent{err: err})
 			return
