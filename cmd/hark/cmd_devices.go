@@ -14,15 +14,10 @@ import (
 // cmdDevices lists capture devices. It exits 1 when no device is found (or no backend
 // works), so scripts can check for a microphone with `hark devices >/dev/null`.
 func cmdDevices(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("devices", stderr)
+	fs := newFlags("devices", stdout, stderr)
 	backend := fs.String("backend", "auto", "audio backend: "+strings.Join(capture.Backends, ", "))
-	pos, err := parseInterspersed(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) > 0 {
-		fmt.Fprintln(stderr, "usage: hark devices [--backend B]")
-		return errUsage
+	if pos, err := parseInterspersed(fs, args); err != nil || len(pos) > 0 {
+		return usageError(fs, err)
 	}
 	devs, err := capture.ListDevices(ctx, *backend)
 	if err != nil {

@@ -20,11 +20,10 @@ import (
 // naming the key, before anything starts), build the agent, run it until SIGTERM/SIGINT or
 // the end of a file input, and reload the configuration on SIGHUP.
 func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("run", stderr)
-	file := fs.String("config", defaultConfigFile(), "configuration file (YAML)")
+	fs := newFlags("run", stdout, stderr)
+	file := fs.String("config", defaultConfigFile(), "configuration file (YAML); default $HARK_CONFIG")
 	if pos, err := parseInterspersed(fs, args); err != nil || len(pos) > 0 {
-		fs.Usage()
-		return errUsage
+		return usageError(fs, err)
 	}
 	opts := config.Options{File: *file}
 	loaded, err := config.Load(opts)

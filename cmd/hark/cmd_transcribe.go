@@ -51,8 +51,8 @@ exit status:
 
 // cmdTranscribe implements `hark transcribe`.
 func cmdTranscribe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("transcribe", stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, transcribeUsage) }
+	fs := newFlags("transcribe", stdout, stderr)
+	fs.Usage = func() { fmt.Fprint(fs.Output(), transcribeUsage) }
 	jsonOut := fs.Bool("json", false, "print the full JSON response")
 	cfgFile := fs.String("config", defaultConfigFile(), "configuration file")
 	raw := fs.Bool("raw", false, "FILE is headerless audio described by --encoding, --sample-rate, --channels")
@@ -62,12 +62,8 @@ func cmdTranscribe(ctx context.Context, args []string, stdout, stderr io.Writer)
 	language := fs.String("language", "", "language (default: deepgram.language)")
 	model := fs.String("model", "", "model (default: deepgram.model)")
 	pos, err := parseInterspersed(fs, args)
-	if err != nil {
-		return errUsage
-	}
-	if len(pos) != 1 {
-		fs.Usage()
-		return errUsage
+	if err != nil || len(pos) != 1 {
+		return usageError(fs, err)
 	}
 	path := pos[0]
 
