@@ -149,37 +149,6 @@ func (l *Loaded) withOverrides(vals map[string]*yaml.Node) (Config, map[string]s
 	return c, src, nil
 }
 
-func applyEnv(c *Config, env []string, set map[string]string) ([]string, error) {
-	byName := map[string]leaf{}
-	for _, l := range leaves() {
-		byName[EnvName(l.path)] = l
-	}
-	var warnings []string
-	for _, kv := range env {
-		name, val, ok := strings.Cut(kv, "=")
-		if !ok || !strings.HasPrefix(name, "HARK_") {
-			continue
-		}
-		l, known := byName[name]
-		if !known {
-			if !envReserved[name] {
-				warnings = append(warnings, fmt.Sprintf("environment variable %s is not a configuration key; ignored", name))
-			}
-			continue
-		}
-		var n yaml.Node
-		if err := yaml.Unmarshal([]byte(val), &n); err != nil || len(n.Content) == 0 {
-			// Not valid YAML on its own (or empty): take it as a plain string.
-			n = yaml.Node{Kind: yaml.DocumentNode, Content: []*yaml.Node{{Kind: yaml.ScalarNode, Tag: "!!str", Value: val}}}
-		}
-		doc := nestNode(strings.Split(l.path, "."), n.Content[0])
-		if err := decodeNode(c, doc, "env "+name, set); err != nil {
-			return nil, err
-		}
-	}
-	return warnings, nil
-}
-
 // envReserved are HARK_ variables that are not configuration keys.
 var envReserved = map[string]bool{"HARK_CONFIG": true, "HARK_MQTT_PASSWORD": true}
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -69,5 +70,40 @@ func TestConfigCheck(t *testing.T) {
 	}
 	if code := Main([]string{"config"}, &out, &errb); code != 2 {
 		t.Fatalf("no subcommand: exit %d", code)
+	}
+}
+
+// TestConfigCheckEnvironment: `hark config check` reads HARK_* variables as the type of the
+// key they set, shows where each value came from, and a bad one fails naming the variable.
+func TestConfigCheckEnvironment(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("STATE_DIRECTORY", dir)
+	t.Setenv("HARK_CONFIG", "")
+	t.Setenv("HARK_CAPTURE_INPUT", "-")
+	t.Setenv("HARK_CAPTURE_BACKEND", "null")
+	t.Setenv("HARK_DEEPGRAM_KEYTERM", "hark, kitchen lights")
+	t.Setenv("HARK_MQTT_USERNAME", "user #2")
+	code, out, errOut := runHark("config", "check")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	for _, want := range []string{
+		`capture\.input +"-" +# env HARK_CAPTURE_INPUT\n`, `capture\.backend +"null" +# env HARK_CAPTURE_BACKEND\n`,
+		`deepgram\.keyterm +\["hark","kitchen lights"\] +# env`, `mqtt\.username +"user #2" +# env`,
+	} {
+		if !regexp.MustCompile(want).MatchString(out) {
+			t.Errorf("output does not match %q:\n%s", want, out)
+		}
+	}
+	t.Setenv("HARK_DEVICE_ID", "kitchen #2")
+	code, out, errOut = runHark("config", "check")
+	if code != 1 || !strings.Contains(errOut, "HARK_DEVICE_ID") || !strings.Contains(errOut, `"kitchen #2"`) || out != "" {
+		t.Errorf("device id with '#': exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	t.Setenv("HARK_DEVICE_ID", "kitchen-2")
+	t.Setenv("HARK_DEEPGRAM_KEEPALIVE", "5")
+	code, _, errOut = runHark("config", "check")
+	if code != 1 || !strings.Contains(errOut, "HARK_DEEPGRAM_KEEPALIVE") || !strings.Contains(errOut, "deepgram.keepalive") {
+		t.Errorf("duration without a unit: exit %d, stderr %q", code, errOut)
 	}
 }
