@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hark-audio/hark/mqttlink"
 	"github.com/hark-audio/hark/vad"
 )
 
@@ -46,17 +47,15 @@ func (c Config) Validate() error {
 	}
 	m := c.MQTT
 	if m.Broker != "" {
-		u, err := url.Parse(m.Broker)
-		if err != nil || u.Host == "" {
-			return bad("mqtt.broker", "%q is not a broker URL such as tcp://localhost:1883", Redact(m.Broker))
+		// The same function the MQTT client dials with: what passes here can be used.
+		b, err := mqttlink.ParseBroker(m.Broker)
+		if err != nil {
+			return bad("mqtt.broker", "%q: %v", Redact(m.Broker), err)
 		}
-		switch u.Scheme {
-		case "tcp", "mqtt", "ssl", "tls", "mqtts", "ws", "wss":
-		default:
-			return bad("mqtt.broker", "scheme %q is not one of tcp, mqtt, ssl, tls, mqtts, ws, wss", u.Scheme)
-		}
-		if u.User != nil {
-			return bad("mqtt.broker", "must not carry credentials; use mqtt.username and mqtt.password_file")
+		for _, f := range []struct{ key, v string }{{"mqtt.ca_file", m.CAFile}, {"mqtt.cert_file", m.CertFile}, {"mqtt.key_file", m.KeyFile}} {
+			if f.v != "" && !b.TLS {
+				return bad(f.key, "%s", mqttlink.ErrTLSFilesWithoutTLS)
+			}
 		}
 	}
 	if m.TopicPrefix == "" || strings.ContainsAny(m.TopicPrefix, "+#") || strings.HasPrefix(m.TopicPrefix, "/") || strings.HasSuffix(m.TopicPrefix, "/") {

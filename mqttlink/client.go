@@ -149,46 +149,7 @@ type inbound struct {
 // New validates the options, opens the transcript queue and prepares the connection. It
 // does not touch the network; Start does.
 func New(o Options) (*Client, error) {
-	if o.Broker == "" {
-		return nil, errors.New("no broker address")
-	}
-	u, err := url.Parse(o.Broker)
-	if err != nil || u.Host == "" {
-		return nil, fmt.Errorf("broker address %q is not a URL such as tcp://localhost:1883", redactURL(o.Broker))
-	}
-	if u.User != nil {
-		return nil, errors.New("broker address must not carry credentials; use Username and Password")
-	}
-	if o.TopicPrefix == "" || strings.ContainsAny(o.TopicPrefix, "+#\x00") {
-		return nil, fmt.Errorf("topic prefix %q must be non-empty, without + or #", o.TopicPrefix)
-	}
-	if o.DeviceID == "" || strings.ContainsAny(o.DeviceID, "+#/\x00") {
-		return nil, fmt.Errorf("device id %q must be non-empty, without +, # or /", o.DeviceID)
-	}
-	if o.QueueDir == "" {
-		return nil, errors.New("no queue directory")
-	}
-	if o.QueueMax <= 0 {
-		o.QueueMax = defaultQueueMax
-	}
-	if o.DiscoveryPrefix == "" {
-		o.DiscoveryPrefix = defaultDiscoveryPrefix
-	}
-	if strings.ContainsAny(o.DiscoveryPrefix, "+#\x00") {
-		return nil, fmt.Errorf("discovery prefix %q must not contain + or #", o.DiscoveryPrefix)
-	}
-	if o.ClientID == "" {
-		o.ClientID = "hark-" + o.DeviceID
-	}
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.DiscardHandler)
-	}
-	setDefault(&o.ConnectRetryInterval, 5*time.Second)
-	setDefault(&o.MaxReconnectInterval, 30*time.Second)
-	setDefault(&o.ConnectTimeout, 10*time.Second)
-	setDefault(&o.KeepAlive, 30*time.Second)
-	setDefault(&o.AckTimeout, 30*time.Second)
-	tlsCfg, err := tlsConfig(o, u.Scheme)
+	broker, tlsCfg, err := o.prepare()
 	if err != nil {
 		return nil, err
 	}
@@ -224,7 +185,7 @@ func New(o Options) (*Client, error) {
 	}
 
 	po := mqtt.NewClientOptions().
-		AddBroker(o.Broker).
+		AddBroker(broker.URL).
 		SetClientID(o.ClientID).
 		SetUsername(o.Username).
 		SetPassword(o.Password).
@@ -261,6 +222,60 @@ func New(o Options) (*Client, error) {
 	return c, nil
 }
 
+// Check validates the options exactly as New does (reading the TLS files, which must
+// load) without opening the queue or touching the network: `hark config check` uses it so
+// that it refuses what `hark run` would.
+func Check(o Options) error {
+	_, _, err := o.prepare()
+	return err
+}
+
+// prepare validates o and fills in its defaults.
+func (o *Options) prepare() (Broker, *tls.Config, error) {
+	if o.Broker == "" {
+		return Broker{}, nil, errors.New("no broker address")
+	}
+	broker, err := ParseBroker(o.Broker)
+	if err != nil {
+		return Broker{}, nil, fmt.Errorf("broker address %q: %w", redactURL(o.Broker), err)
+	}
+	o.Broker = broker.URL // what is dialled, and shown in logs
+	if o.TopicPrefix == "" || strings.ContainsAny(o.TopicPrefix, "+#\x00") {
+		return Broker{}, nil, fmt.Errorf("topic prefix %q must be non-empty, without + or #", o.TopicPrefix)
+	}
+	if o.DeviceID == "" || strings.ContainsAny(o.DeviceID, "+#/\x00") {
+		return Broker{}, nil, fmt.Errorf("device id %q must be non-empty, without +, # or /", o.DeviceID)
+	}
+	if o.QueueDir == "" {
+		return Broker{}, nil, errors.New("no queue directory")
+	}
+	if o.QueueMax <= 0 {
+		o.QueueMax = defaultQueueMax
+	}
+	if o.DiscoveryPrefix == "" {
+		o.DiscoveryPrefix = defaultDiscoveryPrefix
+	}
+	if strings.ContainsAny(o.DiscoveryPrefix, "+#\x00") {
+		return Broker{}, nil, fmt.Errorf("discovery prefix %q must not contain + or #", o.DiscoveryPrefix)
+	}
+	if o.ClientID == "" {
+		o.ClientID = "hark-" + o.DeviceID
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	setDefault(&o.ConnectRetryInterval, 5*time.Second)
+	setDefault(&o.MaxReconnectInterval, 30*time.Second)
+	setDefault(&o.ConnectTimeout, 10*time.Second)
+	setDefault(&o.KeepAlive, 30*time.Second)
+	setDefault(&o.AckTimeout, 30*time.Second)
+	tlsCfg, err := tlsConfig(*o, broker)
+	if err != nil {
+		return Broker{}, nil, err
+	}
+	return broker, tlsCfg, nil
+}
+
 func setDefault(d *time.Duration, v time.Duration) {
 	if *d <= 0 {
 		*d = v
@@ -274,14 +289,12 @@ func (c *Client) addRetained(topic string) *retainedMsg {
 	return m
 }
 
-var tlsSchemes = map[string]bool{"ssl": true, "tls": true, "mqtts": true, "mqtt+ssl": true, "tcps": true, "wss": true}
-
-func tlsConfig(o Options, scheme string) (*tls.Config, error) {
+func tlsConfig(o Options, b Broker) (*tls.Config, error) {
 	if o.CAFile == "" && o.CertFile == "" && o.KeyFile == "" {
 		return nil, nil
 	}
-	if !tlsSchemes[scheme] {
-		return nil, fmt.Errorf("TLS files are set but the broker scheme %q is not TLS (use ssl://, mqtts:// or wss://)", scheme)
+	if !b.TLS {
+		return nil, errors.New(ErrTLSFilesWithoutTLS)
 	}
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
 	if o.CAFile != "" {

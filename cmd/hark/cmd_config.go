@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/hark-audio/hark/agent"
 	"github.com/hark-audio/hark/config"
 )
 
@@ -44,6 +45,9 @@ func cmdConfig(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		env = append(env, "STATE_DIRECTORY="+*stateDir)
 	}
 	l, err := config.Load(config.Options{File: *file, Environ: env})
+	if err == nil {
+		err = agent.Check(l, env) // what `hark run` refuses beyond the schema
+	}
 	if err != nil {
 		return &exitError{code: 1, err: fmt.Errorf("invalid configuration: %w", err)}
 	}

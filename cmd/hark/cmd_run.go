@@ -30,6 +30,9 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return &exitError{exConfig, fmt.Errorf("invalid configuration: %w", err)}
 	}
+	if err := agent.Check(loaded, nil); err != nil {
+		return &exitError{exConfig, fmt.Errorf("invalid configuration: %w", err)}
+	}
 	log, level := logging.New(loaded.Config.Log.Format, loaded.Config.Log.Level, stderr)
 	for _, w := range loaded.Warnings {
 		log.Warn(w)
