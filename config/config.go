@@ -35,7 +35,9 @@ type Capture struct {
 	Device string `yaml:"device" json:"device"`
 	// Input replaces the microphone: a WAV file path, or "-" for raw s16le 16 kHz mono on stdin.
 	Input string `yaml:"input" json:"input"`
-	// SampleRate is the rate requested from the device; audio is converted to 16 kHz.
+	// SampleRate is the capture rate. Only 16000 is accepted: the pipeline runs at 16 kHz
+	// and the audio system converts from the device's own rate (kept as a key so that
+	// configurations that spell it out stay valid).
 	SampleRate int `yaml:"sample_rate" json:"sample_rate"`
 	// Backend is auto, alsa, pulseaudio or null.
 	Backend string `yaml:"backend" json:"backend"`

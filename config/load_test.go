@@ -67,6 +67,7 @@ var badFiles = []struct {
 	{"empty state dir", "state_dir: \"\"\n", ""}, // "" is filled in from the environment: accepted
 	{"sample rate low", "capture:\n  sample_rate: 4000\n", "capture.sample_rate"},
 	{"sample rate high", "capture:\n  sample_rate: 384000\n", "capture.sample_rate"},
+	{"sample rate other than 16 kHz", "capture:\n  sample_rate: 48000\n", "capture.sample_rate"},
 	{"backend", "capture:\n  backend: jack\n", "capture.backend"},
 	{"ring low", "capture:\n  ring_ms: 100\n", "capture.ring_ms"},
 	{"ring high", "capture:\n  ring_ms: 60001\n", "capture.ring_ms"},

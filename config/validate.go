@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hark-audio/hark/audio"
 	"github.com/hark-audio/hark/mqttlink"
 	"github.com/hark-audio/hark/vad"
 )
@@ -24,8 +25,11 @@ func (c Config) Validate() error {
 		return bad("state_dir", "must not be empty")
 	}
 	cp := c.Capture
-	if cp.SampleRate < 8000 || cp.SampleRate > 192000 {
-		return bad("capture.sample_rate", "%d is out of range [8000, 192000]", cp.SampleRate)
+	if cp.SampleRate != audio.SampleRate {
+		// The whole pipeline (VAD, gate, stream, spool) runs at 16 kHz, and the capture is
+		// always opened at 16 kHz with the audio system converting from the device's own
+		// rate; a different value would be shown as in effect and silently ignored.
+		return bad("capture.sample_rate", "%d is not supported: hark captures at %d Hz and the audio system converts from the device's own rate (a 48 kHz microphone works as it is); remove the key", cp.SampleRate, audio.SampleRate)
 	}
 	switch cp.Backend {
 	case "auto", "alsa", "pulseaudio", "null":

@@ -107,3 +107,29 @@ func TestConfigCheckEnvironment(t *testing.T) {
 		t.Errorf("duration without a unit: exit %d, stderr %q", code, errOut)
 	}
 }
+
+// TestSampleRateOnly16k: capture.sample_rate other than 16000 is refused with a message
+// that says why (it used to be accepted, shown as coming from the file, and ignored), from
+// the file, the environment and over MQTT alike (same validation).
+func TestSampleRateOnly16k(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("STATE_DIRECTORY", dir)
+	t.Setenv("HARK_CONFIG", "")
+	p := filepath.Join(dir, "hark.yaml")
+	os.WriteFile(p, []byte("capture:\n  sample_rate: 48000\n"), 0o600)
+	code, out, errOut := runHark("config", "check", "--config", p)
+	if code != 1 || out != "" || !strings.Contains(errOut, "capture.sample_rate: 48000 is not supported: hark captures at 16000 Hz") {
+		t.Errorf("sample_rate 48000 in the file: exit %d, stderr %q", code, errOut)
+	}
+	if code, _, errOut := runHark("run", "--config", p); code != exConfig || !strings.Contains(errOut, "capture.sample_rate") {
+		t.Errorf("hark run with sample_rate 48000: exit %d, stderr %q", code, errOut)
+	}
+	os.WriteFile(p, []byte("capture:\n  sample_rate: 16000\n"), 0o600)
+	if code, out, errOut := runHark("config", "check", "--config", p); code != 0 || !regexp.MustCompile(`capture\.sample_rate +16000 +# file`).MatchString(out) {
+		t.Errorf("sample_rate 16000: exit %d, stderr %q", code, errOut)
+	}
+	t.Setenv("HARK_CAPTURE_SAMPLE_RATE", "44100")
+	if code, _, errOut := runHark("config", "check", "--config", p); code != 1 || !strings.Contains(errOut, "(env HARK_CAPTURE_SAMPLE_RATE)") {
+		t.Errorf("HARK_CAPTURE_SAMPLE_RATE=44100: exit %d, stderr %q", code, errOut)
+	}
+}
