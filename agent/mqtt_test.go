@@ -149,7 +149,7 @@ func TestMQTTEndToEnd(t *testing.T) {
 	// Remote configuration: each bad payload is answered with an error naming the problem,
 	// with the transaction echoed, and changes nothing.
 	bad := []struct{ payload, want string }{
-		{`not json`, "JSON"},
+		{`not json`, `expected {"config": {partial configuration}}, got "not json"`},
 		{`{"transaction":"t1"}`, `missing "config"`},
 		{`{"transaction":"t2","config":{"vad":{"bogus":1}}}`, "vad.bogus"},
 		{`{"transaction":"t3","config":{"vad":{"threshold_db":"loud"}}}`, "vad.threshold_db"},
@@ -319,4 +319,57 @@ func TestMQTTQueueSurvivesHarkRestart(t *testing.T) {
 	if jsonField(m.payload, "text") != d.lines[0] || jsonField(m.payload, "seq") == nil {
 		t.Fatalf("after the restart got %s, want the queued %q", m.payload, d.lines[0])
 	}
+}
+
+// TestMQTTPlainCommands: mute takes the plain payloads Home Assistant and Node-RED send
+// (ON/OFF, true/false, 1/0) besides JSON, and every refusal reads as a sentence about the
+// request, never as Go's decoding message.
+func TestMQTTPlainCommands(t *testing.T) {
+	leaktest.Check(t)
+	broker := brokertest.Start(t)
+	emu := dgemu.NewServer(dgemu.Config{})
+	defer emu.Close()
+	h := newHarness(t, emu, "mqtt:\n  broker: "+broker.URL()+"\n")
+	base := "hark/testdev"
+	w := watch(t, broker.URL(), base+"/#")
+	h.start()
+	w.await(base+"/state", func(m msg) bool { return jsonField(m.payload, "pipeline") == "running" }, 20*time.Second)
+	for _, c := range []struct {
+		payload string
+		muted   bool
+	}{
+		{"ON", true}, {"OFF", false}, {"true", true}, {" false\n", false}, {"on", true}, {"0", false},
+		{`{"muted": "ON"}`, true}, {`{"muted": false}`, false}, {`"ON"`, true}, {`{"transaction": 7, "muted": "off"}`, false},
+	} {
+		w.publish(base+"/request/mute", c.payload)
+		r := w.await(base+"/response/mute", nil, 10*time.Second)
+		if jsonField(r.payload, "status") != "ok" || jsonField(r.payload, "data.muted") != c.muted {
+			t.Errorf("mute %q answered %s", c.payload, r.payload)
+		}
+		w.await(base+"/state", func(m msg) bool { return jsonField(m.payload, "muted") == c.muted }, 10*time.Second)
+	}
+	for _, c := range []struct{ op, payload, want string }{
+		{"mute", `{"muted":"maybe"}`, `expected ON or OFF, true or false, or {"muted": true}, got "\"maybe\""`},
+		{"mute", `{"muted":[1]}`, `expected ON or OFF`},
+		{"mute", `{"muted":{"a":1}}`, `expected ON or OFF`},
+		{"mute", `{}`, `missing "muted"`},
+		{"mute", `toggle`, `expected ON or OFF, true or false, or {"muted": true}, got "toggle"`},
+		{"config/set", `ON`, `expected {"config": {partial configuration}}, got "ON"`},
+		{"config/set", `[1,2]`, `expected {"config": {partial configuration}}`},
+		{"config/set", `{"config":"debug"}`, `expected a mapping of keys`},
+		{"config/set", `{"config":{"vad":{"threshold_db":"loud"}}}`, `vad.threshold_db: expected a number, got "loud"`},
+		{"config/set", `{"config":{"log":{"level":["debug"]}}}`, `log.level: expected a string, got a list`},
+		{"config/set", `{"config":{"vad":{"preroll_ms":1.5}}}`, `vad.preroll_ms: expected an integer`},
+	} {
+		w.publish(base+"/request/"+c.op, c.payload)
+		r := w.await(base+"/response/"+c.op, nil, 10*time.Second)
+		e, _ := jsonField(r.payload, "error").(string)
+		if jsonField(r.payload, "status") != "error" || !strings.Contains(e, c.want) {
+			t.Errorf("%s %s answered %s, want an error containing %q", c.op, c.payload, r.payload, c.want)
+		}
+		if goInternals.MatchString(e) {
+			t.Errorf("%s %s: the error exposes Go internals: %q", c.op, c.payload, e)
+		}
+	}
+	h.endInput()
 }

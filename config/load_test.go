@@ -52,6 +52,8 @@ var badFiles = []struct {
 	{"merge key", "base: &b {model: nova-2}\n", "base"},
 	{"yaml merge", "deepgram:\n  <<: {model: nova-2}\n", "deepgram.<<"},
 	{"int as string", "capture:\n  sample_rate: fast\n", "capture.sample_rate"},
+	{"fraction for an integer", "vad:\n  preroll_ms: 650.5\n", "vad.preroll_ms"},
+	{"number for a duration", "deepgram:\n  keepalive: 1.5\n", "deepgram.keepalive"},
 	{"int as float", "capture:\n  ring_ms: 1.5\n", "capture.ring_ms"},
 	{"bool as word", "capture:\n  realtime: sometimes\n", "capture.realtime"},
 	{"float as string", "vad:\n  threshold_db: loud\n", "vad.threshold_db"},

@@ -461,9 +461,17 @@ func (c *Client) requestWorker(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case in := <-c.reqs:
-			resp, err := serve(ctx, c.o.Handler, in.op, in.payload, in.retained)
+			retainedTopic := ""
+			if in.retained {
+				retainedTopic = c.t.requestPrefix + in.op
+			}
+			resp, err := serve(ctx, c.o.Handler, in.op, in.payload, retainedTopic)
 			var pe *panicError
+			var re *retainedError
 			switch {
+			case errors.As(err, &re):
+				c.log.Warn("retained request refused; clear it from the broker", "topic", re.topic,
+					"clear_with", "mosquitto_pub -r -n -t '"+re.topic+"'")
 			case errors.As(err, &pe):
 				c.log.Error("request handler panicked", "op", in.op, "panic", fmt.Sprint(pe.v), "stack", string(pe.stack))
 			case err != nil:
