@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/hark-audio/hark/mqttlink"
 	"github.com/hark-audio/hark/vad"
 	"gopkg.in/yaml.v3"
 )
@@ -93,8 +94,10 @@ type MQTT struct {
 	// transcripts are printed as JSON lines on stdout.
 	Broker      string `yaml:"broker" json:"broker"`
 	TopicPrefix string `yaml:"topic_prefix" json:"topic_prefix"`
-	ClientID    string `yaml:"client_id" json:"client_id"` // default hark-<device_id>
-	Username    string `yaml:"username" json:"username"`
+	// ClientID must be unique on the broker; default "hark-<device_id>" under the default
+	// topic prefix, else derived from the prefix and the device id (mqttlink.InstanceID).
+	ClientID string `yaml:"client_id" json:"client_id"`
+	Username string `yaml:"username" json:"username"`
 	// PasswordFile holds the password; else $CREDENTIALS_DIRECTORY/mqtt-password, else $HARK_MQTT_PASSWORD.
 	PasswordFile string `yaml:"password_file" json:"password_file"`
 	CAFile       string `yaml:"ca_file" json:"ca_file"`
@@ -146,7 +149,7 @@ func Default() Config {
 			KeepAlive: Duration(4 * time.Second), IdleClose: Duration(30 * time.Second),
 			ConnectTimeout: Duration(10 * time.Second), ResultTimeout: Duration(15 * time.Second),
 		},
-		MQTT: MQTT{TopicPrefix: "hark", QueueMax: 1000, HealthInterval: Duration(60 * time.Second),
+		MQTT: MQTT{TopicPrefix: mqttlink.DefaultTopicPrefix, QueueMax: 1000, HealthInterval: Duration(60 * time.Second),
 			Discovery: true, DiscoveryPrefix: "homeassistant"},
 		Spool:  Spool{MaxBytes: 256 << 20, MaxAge: Duration(7 * 24 * time.Hour), Concurrency: 2},
 		Log:    Log{Level: "info", Format: "auto"},

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/hark-audio/hark/mqttlink"
 	"gopkg.in/yaml.v3"
 )
 
@@ -175,7 +176,9 @@ func fillDerived(c *Config, env []string, src map[string]string) {
 	derive("device_id", &c.DeviceID, "host name", func() string { h, _ := os.Hostname(); return sanitizeID(h) })
 	derive("state_dir", &c.StateDir, "$STATE_DIRECTORY, $XDG_STATE_HOME or $HOME", func() string { return defaultStateDir(getenv) })
 	derive("spool.dir", &c.Spool.Dir, "state_dir", func() string { return filepath.Join(c.StateDir, "spool") })
-	derive("mqtt.client_id", &c.MQTT.ClientID, "device_id", func() string { return "hark-" + c.DeviceID })
+	derive("mqtt.client_id", &c.MQTT.ClientID, "mqtt.topic_prefix and device_id", func() string {
+		return "hark-" + mqttlink.InstanceID(c.MQTT.TopicPrefix, c.DeviceID)
+	})
 	derive("deepgram.prerecorded_url", &c.Deepgram.PrerecordedURL, "deepgram.url", func() string { return PrerecordedURL(c.Deepgram.URL) })
 }
 

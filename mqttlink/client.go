@@ -23,7 +23,7 @@ import (
 // Options configure a Client. Broker, TopicPrefix, DeviceID and QueueDir are required.
 type Options struct {
 	Broker   string // tcp://host:1883, ssl://host:8883, mqtts://..., ws://..., wss://...
-	ClientID string // unique per device; default "hark-<DeviceID>"
+	ClientID string // unique on the broker; default "hark-" + InstanceID(TopicPrefix, DeviceID)
 	Username string
 	Password string // never logged, never in an error
 
@@ -111,6 +111,7 @@ type Client struct {
 	link    *link
 	disc    []discoveryMsg
 	connTok mqtt.Token
+	session *sessionWatch
 
 	wake     chan struct{} // pokes the publisher
 	qwake    chan struct{} // pokes the transcript sender
@@ -159,7 +160,7 @@ func New(o Options) (*Client, error) {
 	}
 	base := strings.TrimSuffix(o.TopicPrefix, "/") + "/" + o.DeviceID
 	c := &Client{
-		o: o, log: o.Logger, base: base, queue: q, link: newLink(),
+		o: o, log: o.Logger, base: base, queue: q, link: newLink(), session: newSessionWatch(o.Logger, o.ClientID),
 		wake: make(chan struct{}, 1), qwake: make(chan struct{}, 1), progress: make(chan struct{}, 1),
 		reqs: make(chan inbound, requestQueue), closed: make(chan struct{}),
 		byTopic: map[string]*retainedMsg{},
@@ -174,7 +175,7 @@ func New(o Options) (*Client, error) {
 		c.addRetained(t)
 	}
 	if o.Discovery {
-		c.disc = discoveryMessages(o.DiscoveryPrefix, base, o.DeviceID, o.Version)
+		c.disc = discoveryMessages(o.DiscoveryPrefix, base, o.TopicPrefix, o.DeviceID, o.Version)
 		for _, d := range c.disc {
 			c.addRetained(d.topic).payload = d.payload
 			c.byTopic[d.topic].version = 1
@@ -259,7 +260,7 @@ func (o *Options) prepare() (Broker, *tls.Config, error) {
 		return Broker{}, nil, fmt.Errorf("discovery prefix %q must not contain + or #", o.DiscoveryPrefix)
 	}
 	if o.ClientID == "" {
-		o.ClientID = "hark-" + o.DeviceID
+		o.ClientID = "hark-" + InstanceID(o.TopicPrefix, o.DeviceID)
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -368,9 +369,14 @@ func (c *Client) onConnect(mqtt.Client) {
 	n := c.connects.Add(1)
 	down := time.Duration(time.Now().UnixNano() - c.downSince.Load())
 	failed := c.failStreak.Swap(0)
-	if n == 1 {
-		c.log.Info("connected to broker", "broker", redactURL(c.o.Broker), "failed_attempts", failed)
-	} else {
+	quiet := c.session.up()
+	switch {
+	case n == 1:
+		c.log.Info("connected to broker", "broker", redactURL(c.o.Broker), "client_id", c.o.ClientID, "failed_attempts", failed)
+	case quiet:
+		c.reconnects.Add(1)
+		c.log.Debug("reconnected to broker", "down_for", down.Round(time.Millisecond), "failed_attempts", failed)
+	default:
 		c.reconnects.Add(1)
 		c.log.Info("reconnected to broker", "down_for", down.Round(time.Millisecond), "failed_attempts", failed)
 	}
@@ -380,15 +386,39 @@ func (c *Client) onConnect(mqtt.Client) {
 
 func (c *Client) onConnectionLost(_ mqtt.Client, err error) {
 	if c.link.markDown(c.isOpen) {
-		c.downSince.Store(time.Now().UnixNano())
+		c.lost(err)
+		return
+	}
+	// onReconnecting recorded the loss first (paho runs this callback on a goroutine of its
+	// own); keep paho's reason unless the session watch found a better one.
+	if err != nil && c.LastError() != errSessionTakenOver.Error() {
 		c.setLastError(err)
-		c.log.Warn("connection to broker lost; reconnecting", "err", err)
 	}
 }
 
 func (c *Client) onReconnecting(mqtt.Client, *mqtt.ClientOptions) {
 	if c.link.markDown(c.isOpen) {
-		c.downSince.Store(time.Now().UnixNano())
+		c.lost(nil)
+	}
+}
+
+// lost records a lost connection (err is paho's reason, nil when not known yet) and logs
+// it, once per storm of reconnections.
+func (c *Client) lost(err error) {
+	c.downSince.Store(time.Now().UnixNano())
+	cause, quiet := c.session.down()
+	if cause != nil {
+		err = cause // paho's own error is a bare EOF; the session watch says why
+	}
+	c.setLastError(err)
+	attrs := []any{}
+	if err != nil {
+		attrs = append(attrs, "err", err)
+	}
+	if quiet {
+		c.log.Debug("connection to broker lost; reconnecting", attrs...)
+	} else {
+		c.log.Warn("connection to broker lost; reconnecting", attrs...)
 	}
 }
 
@@ -938,6 +968,7 @@ func (c *Client) close(ctx context.Context) error {
 
 	s := c.link.state()
 	c.link.close()
+	c.session.close()
 	if s.up {
 		tok := c.pc.Publish(c.t.availability, 1, true, "offline")
 		t := time.NewTimer(min(remaining(ctx, 5*time.Second), 5*time.Second))

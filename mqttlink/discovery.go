@@ -2,7 +2,6 @@ package mqttlink
 
 import (
 	"encoding/json"
-	"strings"
 )
 
 // Home Assistant MQTT discovery: one retained config message per entity, all with the same
@@ -14,30 +13,19 @@ type discoveryMsg struct {
 	payload []byte
 }
 
-// haNodeID makes a discovery node id from the device id: HA allows [a-zA-Z0-9_-] only.
-func haNodeID(deviceID string) string {
-	var b strings.Builder
-	b.WriteString("hark_")
-	for _, r := range deviceID {
-		switch {
-		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '_', r == '-':
-			b.WriteRune(r)
-		default:
-			b.WriteByte('_')
-		}
-	}
-	return b.String()
-}
-
 // TranscriptStateMax is how many characters of the last transcript the HA sensor shows as its
 // state (HA rejects states longer than 255 characters); the full text is an attribute.
 const TranscriptStateMax = 250
 
-func discoveryMessages(prefix, base, deviceID, version string) []discoveryMsg {
-	node := haNodeID(deviceID)
+func discoveryMessages(prefix, base, topicPrefix, deviceID, version string) []discoveryMsg {
+	node := "hark_" + InstanceID(topicPrefix, deviceID)
+	name := "hark " + deviceID
+	if topicPrefix != DefaultTopicPrefix {
+		name += " (" + topicPrefix + ")"
+	}
 	device := map[string]any{
 		"identifiers":  []string{node},
-		"name":         "hark " + deviceID,
+		"name":         name,
 		"manufacturer": "hark",
 		"model":        "hark speech-to-text",
 	}

@@ -242,7 +242,7 @@ func TestDiscovery(t *testing.T) {
 	o := testOptions(t, b.URL())
 	o.Discovery = true
 	base := o.TopicPrefix + "/" + o.DeviceID
-	node := "hark_" + o.DeviceID
+	node := "hark_" + InstanceID(o.TopicPrefix, o.DeviceID)
 	s := subscribe(t, b.URL(), map[string]byte{"homeassistant/+/" + node + "/+/config": 1}, subOpts{})
 	c := startClient(t, o)
 	awaitConn(t, c)
