@@ -221,7 +221,7 @@ remote:
 	if c.VAD != d.VAD || c.Deepgram.URL != d.Deepgram.URL || c.Spool.MaxBytes != d.Spool.MaxBytes {
 		t.Fatal("defaults lost")
 	}
-	if c.MQTT.ClientID != "hark-kitchen" || c.Deepgram.PrerecordedURL != "https://api.deepgram.com/v1/listen" {
+	if c.MQTT.ClientID != "hark-home-hark_kitchen_3c379d" || c.Deepgram.PrerecordedURL != "https://api.deepgram.com/v1/listen" {
 		t.Fatalf("derived: client %q prerecorded %q", c.MQTT.ClientID, c.Deepgram.PrerecordedURL)
 	}
 	if got := l.Source("deepgram.model"); got != "file "+p {
