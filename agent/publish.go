@@ -86,5 +86,6 @@ func mqttOptions(cfg config.Config, password string) mqttlink.Options {
 		TopicPrefix: cfg.MQTT.TopicPrefix, DeviceID: cfg.DeviceID,
 		QueueDir: filepath.Join(cfg.StateDir, "mqtt-queue"), QueueMax: cfg.MQTT.QueueMax,
 		Discovery: cfg.MQTT.Discovery, DiscoveryPrefix: cfg.MQTT.DiscoveryPrefix,
+		AnnouncedFile: filepath.Join(cfg.StateDir, "mqtt-announced.json"),
 	}
 }

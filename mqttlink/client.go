@@ -36,6 +36,10 @@ type Options struct {
 
 	Discovery       bool   // publish Home Assistant discovery
 	DiscoveryPrefix string // default "homeassistant"
+	// AnnouncedFile records the retained topics published (discovery included), so that
+	// those a later configuration no longer publishes (discovery off, another device id or
+	// topic prefix) are cleared from the broker; "" keeps no record.
+	AnnouncedFile string
 
 	Logger  *slog.Logger // default: discard
 	Handler Handler      // remote requests; nil answers every request with an error
@@ -120,6 +124,7 @@ type Client struct {
 	closed   chan struct{} // closed when Close begins
 
 	mu        sync.Mutex
+	announced []string       // retained topics recorded in o.AnnouncedFile
 	retained  []*retainedMsg // in (re)send order: state, config, health, discovery
 	byTopic   map[string]*retainedMsg
 	outbox    []outMsg
@@ -180,6 +185,10 @@ func New(o Options) (*Client, error) {
 			c.addRetained(d.topic).payload = d.payload
 			c.byTopic[d.topic].version = 1
 		}
+	}
+	if c.announced, err = readAnnounced(o.AnnouncedFile); err != nil {
+		// Unreadable: start a new record. Topics it held may stay on the broker.
+		c.log.Warn("cannot read the record of retained topics published; starting a new one", "err", err)
 	}
 	if st := q.Stats(); st.entries > 0 || st.dropped > 0 {
 		c.log.Info("transcripts queued from a previous run", "entries", st.entries, "evicted_over_queue_max", st.dropped)
@@ -883,6 +892,9 @@ func (c *Client) announce(ctx context.Context, s linkState) error {
 	}
 	if err := c.await(ctx, c.pc.Publish(c.t.availability, 1, true, "online"), s); err != nil {
 		return fmt.Errorf("publish availability: %w", err)
+	}
+	if err := c.clearStale(ctx, s); err != nil {
+		return err
 	}
 	c.mu.Lock()
 	for _, r := range c.retained {

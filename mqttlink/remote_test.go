@@ -248,7 +248,7 @@ func TestDiscovery(t *testing.T) {
 	awaitConn(t, c)
 
 	first := map[string]map[string]any{}
-	for len(first) < 7 {
+	for len(first) < len(c.disc) {
 		m := s.next(t)
 		var cfg map[string]any
 		if err := json.Unmarshal([]byte(m.payload), &cfg); err != nil {
@@ -289,7 +289,7 @@ func TestDiscovery(t *testing.T) {
 
 	s.publish(t, "homeassistant/status", 1, false, "online")
 	again := map[string]bool{}
-	for len(again) < 7 {
+	for len(again) < len(c.disc) {
 		again[s.next(t).topic] = true
 	}
 	for topic := range first {
