@@ -112,9 +112,18 @@ func (a *Agent) configData() map[string]any {
 	return map[string]any{"config": cfg, "sources": src}
 }
 
+// Every change of the running configuration goes through ApplyRemote (MQTT config/set) or
+// Reload (SIGHUP), and both hold a.changes from reading the current configuration to
+// adopting the next: changes apply one at a time, in the order they arrive, each on top of
+// the one before. Without it a reload that read the file before a remote change was saved
+// and adopted after it dropped the change from the running configuration, and a remote
+// change computed on the configuration from before a reload undid the reload.
+
 // ApplyRemote validates a partial configuration with the same code as the file, persists
 // it under the state directory, applies what can be applied live and reports the rest.
 func (a *Agent) ApplyRemote(partial []byte) (any, error) {
+	a.changes.Lock()
+	defer a.changes.Unlock()
 	a.mu.Lock()
 	cur := a.loaded
 	a.mu.Unlock()
@@ -133,6 +142,8 @@ func (a *Agent) ApplyRemote(partial []byte) (any, error) {
 
 // Reload re-reads the configuration (SIGHUP). On error the running configuration stays.
 func (a *Agent) Reload(opts config.Options) error {
+	a.changes.Lock()
+	defer a.changes.Unlock()
 	next, err := config.Load(opts)
 	if err != nil {
 		return err
