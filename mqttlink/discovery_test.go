@@ -2,7 +2,10 @@ package mqttlink
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/url"
+	"os"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
@@ -112,5 +115,47 @@ func TestDiscoverySchema(t *testing.T) {
 		if len(uids) != len(msgs) {
 			t.Errorf("prefix %s: %d unique ids for %d entities", prefix, len(uids), len(msgs))
 		}
+	}
+}
+
+// TestDiscoveryDocs: the Home Assistant examples in docs/mqtt.md are exactly what a device
+// named kitchen (default prefixes, version 1.0.0) publishes, and the entity table lists
+// every entity.
+func TestDiscoveryDocs(t *testing.T) {
+	b, err := os.ReadFile("../docs/mqtt.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(b)
+	real := map[string]map[string]any{}
+	for _, m := range discoveryMessages("homeassistant", "hark/kitchen", "hark", "kitchen", "1.0.0") {
+		var cfg map[string]any
+		json.Unmarshal(m.payload, &cfg)
+		real[cfg["unique_id"].(string)] = cfg
+		parts := strings.Split(m.topic, "/")
+		if row := "`<dp>/" + parts[1] + "/<node>/" + parts[3] + "/config`"; !strings.Contains(doc, row) {
+			t.Errorf("docs/mqtt.md: entity %s (%s) is not in the table", cfg["name"], row)
+		}
+	}
+	checked := 0
+	for _, block := range strings.Split(doc, "```json\n")[1:] {
+		block = block[:strings.Index(block, "```")]
+		if !strings.Contains(block, `"unique_id"`) {
+			continue
+		}
+		var ex map[string]any
+		if err := json.Unmarshal([]byte(block), &ex); err != nil {
+			t.Errorf("docs/mqtt.md: a discovery example is not JSON: %v\n%s", err, block)
+			continue
+		}
+		want, ok := real[fmt.Sprint(ex["unique_id"])]
+		if !ok || !reflect.DeepEqual(ex, want) {
+			got, _ := json.Marshal(want)
+			t.Errorf("docs/mqtt.md: discovery example %v differs from the payload sent:\n%s", ex["unique_id"], got)
+		}
+		checked++
+	}
+	if checked < 3 {
+		t.Errorf("only %d discovery examples found in docs/mqtt.md", checked)
 	}
 }
