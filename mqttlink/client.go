@@ -460,6 +460,11 @@ func (c *Client) setLastError(err error) {
 func (c *Client) onMessage(_ mqtt.Client, m mqtt.Message) {
 	topic := m.Topic()
 	switch {
+	case strings.HasPrefix(topic, c.t.requestPrefix) && len(m.Payload()) == 0:
+		// A zero-byte message is how MQTT clears a retained message (mosquitto_pub -r -n),
+		// which is what an operator does with a refused retained request; it reaches
+		// subscribers too, and is not a request.
+		c.log.Debug("empty message on a request topic ignored (a retained request being cleared)", "topic", topic)
 	case strings.HasPrefix(topic, c.t.requestPrefix):
 		c.requests.Add(1)
 		in := inbound{op: strings.TrimPrefix(topic, c.t.requestPrefix), payload: m.Payload(), retained: m.Retained()}

@@ -28,8 +28,8 @@ func TestRequestsOverBroker(t *testing.T) {
 	s := subscribe(t, b.URL(), map[string]byte{base + "/response/#": 1}, subOpts{})
 	n := 0
 	for _, tc := range requestCases {
-		if tc.op == "" || strings.ContainsAny(tc.op, "\xff+#") || len(tc.op) > maxOpBytes || tc.retained {
-			continue // not a topic one can publish to, or see TestRetainedRequestIgnored
+		if tc.op == "" || strings.ContainsAny(tc.op, "\xff+#") || len(tc.op) > maxOpBytes || tc.retained || tc.payload == "" {
+			continue // not a topic one can publish to, see TestRetainedRequestRefused, or TestEmptyMessageIgnored
 		}
 		t.Run(tc.name, func(t *testing.T) {
 			s.publish(t, base+"/request/"+tc.op, 1, tc.retained, tc.payload)
@@ -100,6 +100,30 @@ func TestRetainedRequestRefused(t *testing.T) {
 	case got := <-calls:
 		t.Fatalf("handler called for %q", got)
 	default:
+	}
+}
+
+// TestEmptyMessageIgnored: a zero-byte message on a request topic (what clearing a
+// retained request sends to subscribers) is not a request: no handler call, no response.
+func TestEmptyMessageIgnored(t *testing.T) {
+	checkLeaks(t)
+	b := brokertest.Start(t)
+	o := testOptions(t, b.URL())
+	base := o.TopicPrefix + "/" + o.DeviceID
+	calls := make(chan string, 10)
+	o.Handler = func(_ context.Context, op string, body []byte) (any, error) { calls <- string(body); return nil, nil }
+	c := startClient(t, o)
+	awaitConn(t, c)
+	s := subscribe(t, b.URL(), map[string]byte{base + "/response/#": 1}, subOpts{})
+	s.publish(t, base+"/request/mute", 1, false, "")
+	s.publish(t, base+"/request/mute", 1, true, "")
+	s.publish(t, base+"/request/mute", 1, false, "ON")
+	checkResponse(t, []byte(s.nextOn(t, base+"/response/mute").payload), "ok", "", "")
+	if got := <-calls; got != "ON" {
+		t.Fatalf("first request handled: %q, want the one after the empty messages", got)
+	}
+	if st := c.Stats(); st.Requests != 1 {
+		t.Fatalf("requests counted: %d", st.Requests)
 	}
 }
 

@@ -12,7 +12,8 @@ import (
 
 // Handler answers one remote request: op is the topic remainder after <base>/request/ (for
 // example "config/get", "config/set", "mute") and body is the payload: a JSON object ("{}"
-// for an empty payload; "transaction" is left in it and echoed by this package), or, for a
+// for a payload of white space; "transaction" is left in it and echoed by this package; a
+// zero-byte message is no request and never reaches the handler), or, for a
 // payload that is not a JSON object, the payload itself with surrounding white space
 // removed: a plain command such as ON, OFF, true or false, as Home Assistant and Node-RED
 // send them (valid UTF-8, never starting with '{'). The returned data becomes the
@@ -71,7 +72,8 @@ func parseRequest(op string, payload []byte) (request, error) {
 	}
 	trimmed := bytes.TrimSpace(payload)
 	if len(trimmed) == 0 {
-		// An empty payload is the natural way to ask "config/get" from a shell.
+		// White space only: a request without fields. (A zero-byte message never gets here:
+		// the client ignores it, as the clearing of a retained message.)
 		req.body = []byte("{}")
 		return req, nil
 	}

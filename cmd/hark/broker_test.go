@@ -1,9 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -55,7 +58,19 @@ func TestConfigCheckRefusesWhatRunCannotUse(t *testing.T) {
 	if code, _, errOut := runHark("config", "check", "-q", "--config", p); code != 0 {
 		t.Fatalf("config check of mqtt://127.0.0.1: exit %d: %s", code, errOut)
 	}
-	cmd, _, stderr := harkProcess(t, []string{"STATE_DIRECTORY=" + dir}, "run", "--config", p)
+	cmd := exec.Command(os.Args[0], "run", "--config", p)
+	cmd.Env = append(os.Environ(), "HARK_TEST_MAIN=1", "STATE_DIRECTORY="+dir)
+	stderr := &syncBuffer{}
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+	}()
 	deadline := time.Now().Add(30 * time.Second)
 	for !strings.Contains(stderr.String(), "127.0.0.1:1883") && !strings.Contains(stderr.String(), "connected to broker") {
 		if time.Now().After(deadline) || strings.Contains(stderr.String(), "missing port") {
@@ -67,4 +82,22 @@ func TestConfigCheckRefusesWhatRunCannotUse(t *testing.T) {
 	if err := cmd.Wait(); err != nil {
 		t.Errorf("hark exited with %v after SIGTERM", err)
 	}
+}
+
+// syncBuffer is a buffer a child process writes into while the test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
