@@ -105,6 +105,10 @@ type Agent struct {
 
 	mu     sync.Mutex // guards loaded, and uplink while Run sets it
 	loaded *config.Loaded
+	// changes serialises every change of the running configuration and of the mute state
+	// (reload, remote config/set, mute): held across read, modify, persist and adopt, so one
+	// never overwrites another (remote.go).
+	changes sync.Mutex
 
 	started time.Time
 	seq     atomic.Uint64
@@ -223,10 +227,13 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.src = src
 	a.st.set(func(s *State) { s.Capture = CaptureState{State: "capturing"} })
 
-	// 5. The live uplink. Set under mu: a remote configuration change may already be
-	// looking for it (adopt).
-	up := live.New(a.liveConfig(cfg, auth), a.liveHandler())
+	// 5. The live uplink, built from the configuration in effect now, not the one read at
+	// start: a Deepgram option changed while capture was being waited for is in it. Built
+	// and set under mu, as adopt swaps the configuration and looks for the uplink: a change
+	// is either already in cfg or handed to the uplink by adopt, never lost in between.
 	a.mu.Lock()
+	cfg = a.loaded.Config
+	up := live.New(a.liveConfig(cfg, auth), a.liveHandler())
 	a.uplink = up
 	a.mu.Unlock()
 
@@ -635,6 +642,8 @@ func readMuted(stateDir string) (bool, error) {
 // SetMuted mutes or unmutes: while muted no audio is sent anywhere (live or spool);
 // capture keeps running so its health stays visible. The setting survives a restart.
 func (a *Agent) SetMuted(m bool) error {
+	a.changes.Lock() // in order with the other changes: the file and the flag agree
+	defer a.changes.Unlock()
 	cfg := a.cfg()
 	b, _ := json.Marshal(map[string]bool{"muted": m})
 	if err := fsx.WriteFile(filepath.Join(cfg.StateDir, mutedFile), b, 0o600); err != nil {

@@ -5,10 +5,15 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"testing"
 
 	"github.com/hark-audio/hark/config"
 )
+
+// goInternals matches what Go's decoders say ("json: cannot unmarshal string into Go struct
+// field .muted of type bool"), which a request's sender should never read.
+var goInternals = regexp.MustCompile(`Go struct|Go value|unmarshal|json:|yaml:|reflect|\*[a-z]+\.[A-Z]`)
 
 // FuzzHandleRequest drives the agent's remote request handler (config/get, config/set,
 // mute) with arbitrary payloads: it must never panic, a refused change must leave the
@@ -22,6 +27,8 @@ func FuzzHandleRequest(f *testing.F) {
 		`{"config":{"log":{"level":"debug"}}}`,
 		`{"config":null}`, `{"config":[1]}`, `{"muted":true}`, `{"muted":"yes"}`, `{}`, `[]`, `null`, ``, `{`,
 		`{"config":{"vad":&a {"threshold_db":5}}}`,
+		`ON`, `off`, `true`, `"ON"`, `{"muted":"ON"}`, `{"muted":[1]}`, `{"muted":{"x":1}}`, `{"config":"x"}`,
+		`{"config":{"vad":{"preroll_ms":1.5}}}`, `{"config":{"log":{"level":["x"]}}}`,
 	} {
 		for _, op := range []string{"config/set", "mute", "config/get"} {
 			f.Add(op, []byte(s))
@@ -41,6 +48,9 @@ func FuzzHandleRequest(f *testing.F) {
 		data, err := a.handleRequest(context.Background(), op, body)
 		after := a.cfg()
 		if err != nil {
+			if goInternals.MatchString(err.Error()) {
+				t.Fatalf("%s %q: the error exposes Go internals: %v", op, body, err)
+			}
 			if len(config.Changed(before, after)) != 0 {
 				t.Fatalf("%s %q failed (%v) but changed %v", op, body, err, config.Changed(before, after))
 			}

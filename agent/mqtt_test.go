@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -149,7 +150,7 @@ func TestMQTTEndToEnd(t *testing.T) {
 	// Remote configuration: each bad payload is answered with an error naming the problem,
 	// with the transaction echoed, and changes nothing.
 	bad := []struct{ payload, want string }{
-		{`not json`, "JSON"},
+		{`not json`, `expected {"config": {partial configuration}}, got "not json"`},
 		{`{"transaction":"t1"}`, `missing "config"`},
 		{`{"transaction":"t2","config":{"vad":{"bogus":1}}}`, "vad.bogus"},
 		{`{"transaction":"t3","config":{"vad":{"threshold_db":"loud"}}}`, "vad.threshold_db"},
@@ -318,5 +319,137 @@ func TestMQTTQueueSurvivesHarkRestart(t *testing.T) {
 	m := w.await("hark/testdev/transcript", nil, 20*time.Second)
 	if jsonField(m.payload, "text") != d.lines[0] || jsonField(m.payload, "seq") == nil {
 		t.Fatalf("after the restart got %s, want the queued %q", m.payload, d.lines[0])
+	}
+}
+
+// TestMQTTPlainCommands: mute takes the plain payloads Home Assistant and Node-RED send
+// (ON/OFF, true/false, 1/0) besides JSON, and every refusal reads as a sentence about the
+// request, never as Go's decoding message.
+func TestMQTTPlainCommands(t *testing.T) {
+	leaktest.Check(t)
+	broker := brokertest.Start(t)
+	emu := dgemu.NewServer(dgemu.Config{})
+	defer emu.Close()
+	h := newHarness(t, emu, "mqtt:\n  broker: "+broker.URL()+"\n")
+	base := "hark/testdev"
+	w := watch(t, broker.URL(), base+"/#")
+	h.start()
+	w.await(base+"/state", func(m msg) bool { return jsonField(m.payload, "pipeline") == "running" }, 20*time.Second)
+	for _, c := range []struct {
+		payload string
+		muted   bool
+	}{
+		{"ON", true}, {"OFF", false}, {"true", true}, {" false\n", false}, {"on", true}, {"0", false},
+		{`{"muted": "ON"}`, true}, {`{"muted": false}`, false}, {`"ON"`, true}, {`{"transaction": 7, "muted": "off"}`, false},
+	} {
+		w.publish(base+"/request/mute", c.payload)
+		r := w.await(base+"/response/mute", nil, 10*time.Second)
+		if jsonField(r.payload, "status") != "ok" || jsonField(r.payload, "data.muted") != c.muted {
+			t.Errorf("mute %q answered %s", c.payload, r.payload)
+		}
+		w.await(base+"/state", func(m msg) bool { return jsonField(m.payload, "muted") == c.muted }, 10*time.Second)
+	}
+	for _, c := range []struct{ op, payload, want string }{
+		{"mute", `{"muted":"maybe"}`, `expected ON or OFF, true or false, or {"muted": true}, got "\"maybe\""`},
+		{"mute", `{"muted":[1]}`, `expected ON or OFF`},
+		{"mute", `{"muted":{"a":1}}`, `expected ON or OFF`},
+		{"mute", `{}`, `missing "muted"`},
+		{"mute", `toggle`, `expected ON or OFF, true or false, or {"muted": true}, got "toggle"`},
+		{"config/set", `ON`, `expected {"config": {partial configuration}}, got "ON"`},
+		{"config/set", `[1,2]`, `expected {"config": {partial configuration}}`},
+		{"config/set", `{"config":"debug"}`, `expected a mapping of keys`},
+		{"config/set", `{"config":{"vad":{"threshold_db":"loud"}}}`, `vad.threshold_db: expected a number, got "loud"`},
+		{"config/set", `{"config":{"log":{"level":["debug"]}}}`, `log.level: expected a string, got a list`},
+		{"config/set", `{"config":{"vad":{"preroll_ms":1.5}}}`, `vad.preroll_ms: expected an integer`},
+	} {
+		w.publish(base+"/request/"+c.op, c.payload)
+		r := w.await(base+"/response/"+c.op, nil, 10*time.Second)
+		e, _ := jsonField(r.payload, "error").(string)
+		if jsonField(r.payload, "status") != "error" || !strings.Contains(e, c.want) {
+			t.Errorf("%s %s answered %s, want an error containing %q", c.op, c.payload, r.payload, c.want)
+		}
+		if goInternals.MatchString(e) {
+			t.Errorf("%s %s: the error exposes Go internals: %q", c.op, c.payload, e)
+		}
+	}
+	h.endInput()
+	// What was announced is recorded, so that a later configuration can clear it.
+	if b, err := os.ReadFile(filepath.Join(h.cfg.Config.StateDir, "mqtt-announced.json")); err != nil || !strings.Contains(string(b), "homeassistant/switch/hark_testdev/mute/config") {
+		t.Errorf("record of announced topics: %v %s", err, b)
+	}
+}
+
+// TestMQTTMutedSpeechAndLevels: while muted, the state's speech stays false even when the
+// gate hears speech (its events still show capture is alive); unmuted, it follows speech.
+// The health message's level is the mean and peak of the frames since the last health
+// message, absent for an interval without audio, with the noise floor kept.
+func TestMQTTMutedSpeechAndLevels(t *testing.T) {
+	leaktest.Check(t)
+	broker := brokertest.Start(t)
+	d := loadDemo(t)
+	emu := dgemu.NewServer(dgemu.Config{Utterances: d.lines})
+	defer emu.Close()
+	h := newHarness(t, emu, "capture:\n  realtime: true\nmqtt:\n  broker: "+broker.URL()+"\n  health_interval: 1s\n")
+	base := "hark/testdev"
+	w := watch(t, broker.URL(), base+"/#")
+	h.start()
+	w.await(base+"/state", func(m msg) bool { return jsonField(m.payload, "pipeline") == "running" }, 20*time.Second)
+	w.publish(base+"/request/mute", "ON")
+	w.await(base+"/state", func(m msg) bool { return jsonField(m.payload, "muted") == true }, 10*time.Second)
+
+	pos := 0.0
+	h.feedSentence(d, 0, &pos, 2)
+	// State changes are published before events (retained messages go first), so every
+	// state the speech produced has arrived by the time speech_end has.
+	w.await(base+"/event", func(m msg) bool { return jsonField(m.payload, "type") == "speech_start" }, 20*time.Second)
+	w.await(base+"/event", func(m msg) bool { return jsonField(m.payload, "type") == "speech_end" }, 20*time.Second)
+	for _, m := range w.seen {
+		if m.topic == base+"/state" && jsonField(m.payload, "speech") == true {
+			t.Errorf("muted, the state said speech: %s", m.payload)
+		}
+	}
+	// The mean and the peak of a window with speech in it.
+	hm := w.await(base+"/health", func(m msg) bool { return jsonField(m.payload, "level_peak_dbfs") != nil }, 20*time.Second)
+	mean, _ := jsonField(hm.payload, "level_dbfs").(float64)
+	peak, _ := jsonField(hm.payload, "level_peak_dbfs").(float64)
+	if peak < mean || mean >= 0 || jsonField(hm.payload, "noise_floor_dbfs") == nil {
+		t.Errorf("health levels: mean %v peak %v in %s", mean, peak, hm.payload)
+	}
+	// Nothing arrives on stdin now: a window without frames has no level, but the floor.
+	after, _ := jsonField(hm.payload, "uptime_s").(float64)
+	hm = w.await(base+"/health", func(m msg) bool {
+		up, _ := jsonField(m.payload, "uptime_s").(float64)
+		return up > after && jsonField(m.payload, "level_dbfs") == nil
+	}, 20*time.Second)
+	if jsonField(hm.payload, "noise_floor_dbfs") == nil || jsonField(hm.payload, "level_peak_dbfs") != nil {
+		t.Errorf("health without audio: %s", hm.payload)
+	}
+
+	w.publish(base+"/request/mute", "OFF")
+	w.await(base+"/state", func(m msg) bool { return jsonField(m.payload, "muted") == false }, 10*time.Second)
+	h.feedSentence(d, 1, &pos, 2)
+	w.await(base+"/state", func(m msg) bool { return jsonField(m.payload, "speech") == true }, 20*time.Second)
+	h.endInput()
+}
+
+// TestLevelMeter: the mean is an average of power, the peak the loudest frame, and each
+// window starts afresh while the floor is kept.
+func TestLevelMeter(t *testing.T) {
+	var m levelMeter
+	if _, _, ok, _, floorOK := m.take(); ok || floorOK {
+		t.Fatal("levels before any frame")
+	}
+	m.add(-20, -60)
+	m.add(-40, -55)
+	mean, peak, ok, floor, floorOK := m.take()
+	if !ok || !floorOK || peak != -20 || floor != -55 || math.Abs(mean-10*math.Log10((0.01+0.0001)/2)) > 1e-9 {
+		t.Fatalf("mean %v peak %v floor %v", mean, peak, floor)
+	}
+	if _, _, ok, floor, floorOK := m.take(); ok || !floorOK || floor != -55 {
+		t.Fatalf("empty window: ok %v floor %v %v", ok, floor, floorOK)
+	}
+	m.add(-70, -50)
+	if _, peak, _, _, _ := m.take(); peak != -70 {
+		t.Fatalf("peak of a new window %v", peak)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"path/filepath"
 	"sync"
 
 	"github.com/hark-audio/hark/config"
@@ -67,17 +68,24 @@ func (a *Agent) newPublisher(cfg config.Config) (publisher, error) {
 	if password != "" {
 		a.log.Info("mqtt password loaded", "from", from)
 	}
-	c, err := mqttlink.New(mqttlink.Options{
-		Broker: cfg.MQTT.Broker, ClientID: cfg.MQTT.ClientID, Username: cfg.MQTT.Username, Password: password,
-		CAFile: cfg.MQTT.CAFile, CertFile: cfg.MQTT.CertFile, KeyFile: cfg.MQTT.KeyFile,
-		TopicPrefix: cfg.MQTT.TopicPrefix, DeviceID: cfg.DeviceID,
-		QueueDir: cfg.StateDir + "/mqtt-queue", QueueMax: cfg.MQTT.QueueMax,
-		Discovery: cfg.MQTT.Discovery, DiscoveryPrefix: cfg.MQTT.DiscoveryPrefix,
-		Logger: a.opts.Logger.With("component", "mqtt"), Version: a.opts.Version,
-		Handler: a.handleRequest,
-	})
+	o := mqttOptions(cfg, password)
+	o.Logger, o.Version, o.Handler = a.opts.Logger.With("component", "mqtt"), a.opts.Version, a.handleRequest
+	c, err := mqttlink.New(o)
 	if err != nil {
 		return nil, &ConfigError{fmt.Errorf("mqtt: %w", err)}
 	}
 	return mqttPublisher{c}, nil
+}
+
+// mqttOptions maps the configuration onto the MQTT client's options: one place, used by
+// Run and by Check.
+func mqttOptions(cfg config.Config, password string) mqttlink.Options {
+	return mqttlink.Options{
+		Broker: cfg.MQTT.Broker, ClientID: cfg.MQTT.ClientID, Username: cfg.MQTT.Username, Password: password,
+		CAFile: cfg.MQTT.CAFile, CertFile: cfg.MQTT.CertFile, KeyFile: cfg.MQTT.KeyFile,
+		TopicPrefix: cfg.MQTT.TopicPrefix, DeviceID: cfg.DeviceID,
+		QueueDir: filepath.Join(cfg.StateDir, "mqtt-queue"), QueueMax: cfg.MQTT.QueueMax,
+		Discovery: cfg.MQTT.Discovery, DiscoveryPrefix: cfg.MQTT.DiscoveryPrefix,
+		AnnouncedFile: filepath.Join(cfg.StateDir, "mqtt-announced.json"),
+	}
 }

@@ -7,47 +7,94 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/hark-audio/hark/config"
+	"github.com/hark-audio/hark/mqttlink"
 	"github.com/hark-audio/hark/uplink/live"
 )
 
 // handleRequest answers <base>/request/<op>. It runs on the MQTT client's request worker,
-// never on paho's own goroutines. body is the whole request payload.
+// never on paho's own goroutines. body is a JSON object, or a plain payload (ON, OFF, true,
+// false) for the simple commands; errors are written for the person who sent the request
+// and never carry Go's decoding messages.
 func (a *Agent) handleRequest(ctx context.Context, op string, body []byte) (any, error) {
 	switch op {
 	case "config/get":
 		return a.configData(), nil
 	case "config/set":
-		var req struct {
-			Config json.RawMessage `json:"config"`
-		}
-		if err := json.Unmarshal(body, &req); err != nil {
-			return nil, fmt.Errorf("request is not a JSON object: %v", err)
-		}
-		if len(req.Config) == 0 || string(req.Config) == "null" {
-			return nil, errors.New(`missing "config": expected {"config": {partial configuration}}`)
-		}
-		return a.ApplyRemote(req.Config)
-	case "mute":
-		var req struct {
-			Muted *bool `json:"muted"`
-		}
-		if err := json.Unmarshal(body, &req); err != nil {
-			return nil, fmt.Errorf("request is not a JSON object: %v", err)
-		}
-		if req.Muted == nil {
-			return nil, errors.New(`missing "muted": expected {"muted": true} or {"muted": false}`)
-		}
-		if err := a.SetMuted(*req.Muted); err != nil {
+		const want = `expected {"config": {partial configuration}}`
+		fields, err := requestFields(body, want)
+		if err != nil {
 			return nil, err
 		}
-		return map[string]bool{"muted": *req.Muted}, nil
+		cfg, ok := fields["config"]
+		if !ok || string(cfg) == "null" {
+			return nil, errors.New(`missing "config": ` + want)
+		}
+		return a.ApplyRemote(cfg)
+	case "mute":
+		const want = `expected ON or OFF, true or false, or {"muted": true}`
+		var raw []byte
+		if mqttlink.IsPlain(body) {
+			raw = body
+		} else {
+			fields, err := requestFields(body, want)
+			if err != nil {
+				return nil, err
+			}
+			if raw = fields["muted"]; raw == nil {
+				return nil, errors.New(`missing "muted": ` + want)
+			}
+		}
+		muted, ok := parseSwitch(raw)
+		if !ok {
+			return nil, fmt.Errorf("%s, got %s", want, quoteForError(raw))
+		}
+		if err := a.SetMuted(muted); err != nil {
+			return nil, err
+		}
+		return map[string]bool{"muted": muted}, nil
 	default:
 		return nil, fmt.Errorf("unknown request %q (known: config/get, config/set, mute)", op)
 	}
+}
+
+// requestFields splits a request that must be a JSON object into its fields.
+func requestFields(body []byte, want string) (map[string]json.RawMessage, error) {
+	var fields map[string]json.RawMessage
+	if mqttlink.IsPlain(body) || json.Unmarshal(body, &fields) != nil {
+		return nil, fmt.Errorf("%s, got %s", want, quoteForError(body))
+	}
+	return fields, nil
+}
+
+// parseSwitch reads an on/off value the ways people send one: a JSON boolean, 1 or 0, or
+// the words ON/OFF, true/false, yes/no (any case), bare or as a JSON string.
+func parseSwitch(raw []byte) (bool, bool) {
+	s := strings.TrimSpace(string(raw))
+	if unq, err := strconv.Unquote(s); err == nil && strings.HasPrefix(s, `"`) {
+		s = strings.TrimSpace(unq)
+	}
+	switch strings.ToLower(s) {
+	case "on", "true", "1", "yes":
+		return true, true
+	case "off", "false", "0", "no":
+		return false, true
+	}
+	return false, false
+}
+
+// quoteForError shows (the start of) what was received, for an error message.
+func quoteForError(b []byte) string {
+	const max = 60
+	s := string(b)
+	if len(s) > max {
+		s = s[:max] + "..."
+	}
+	return strconv.Quote(s)
 }
 
 func (a *Agent) configData() map[string]any {
@@ -65,9 +112,18 @@ func (a *Agent) configData() map[string]any {
 	return map[string]any{"config": cfg, "sources": src}
 }
 
+// Every change of the running configuration goes through ApplyRemote (MQTT config/set) or
+// Reload (SIGHUP), and both hold a.changes from reading the current configuration to
+// adopting the next: changes apply one at a time, in the order they arrive, each on top of
+// the one before. Without it a reload that read the file before a remote change was saved
+// and adopted after it dropped the change from the running configuration, and a remote
+// change computed on the configuration from before a reload undid the reload.
+
 // ApplyRemote validates a partial configuration with the same code as the file, persists
 // it under the state directory, applies what can be applied live and reports the rest.
 func (a *Agent) ApplyRemote(partial []byte) (any, error) {
+	a.changes.Lock()
+	defer a.changes.Unlock()
 	a.mu.Lock()
 	cur := a.loaded
 	a.mu.Unlock()
@@ -86,6 +142,8 @@ func (a *Agent) ApplyRemote(partial []byte) (any, error) {
 
 // Reload re-reads the configuration (SIGHUP). On error the running configuration stays.
 func (a *Agent) Reload(opts config.Options) error {
+	a.changes.Lock()
+	defer a.changes.Unlock()
 	next, err := config.Load(opts)
 	if err != nil {
 		return err

@@ -77,6 +77,11 @@ func (t *stateTracker) set(f func(*State)) {
 	t.mu.Lock()
 	prev := t.s
 	f(&t.s)
+	if t.s.Muted {
+		// Nothing heard is sent while muted, and the state says so: speech is false, as
+		// Home Assistant's speech sensor and any automation on it should see it.
+		t.s.Speech = false
+	}
 	next := t.s
 	next.Since = prev.Since
 	if reflect.DeepEqual(prev, next) && prev.Since != "" {
@@ -136,19 +141,51 @@ func statusLine(s State) string {
 	return b.String()
 }
 
-// counters are the agent's own gauges and counters, updated lock-free on the audio path.
+// counters are the agent's own gauges and counters, updated on the audio path.
 type counters struct {
 	framesCaptured atomic.Int64
 	framesSent     atomic.Int64
 	spooledSamples atomic.Int64
 	spoolErrors    atomic.Int64
 	utterances     atomic.Int64
-	level, floor   atomic.Uint64 // float64 bits
+	level          levelMeter
 }
 
-func (c *counters) setLevel(level, floor float64) {
-	c.level.Store(math.Float64bits(level))
-	c.floor.Store(math.Float64bits(floor))
+func (c *counters) setLevel(level, floor float64) { c.level.add(level, floor) }
+
+// levelMeter summarises the frame levels between two health messages: their mean (an
+// average of power, not of decibels, so a loud second is not drowned by quiet ones) and the
+// loudest frame. One frame's level sampled once a minute says nothing about a room.
+type levelMeter struct {
+	mu       sync.Mutex
+	power    float64 // sum of 10^(dB/10) over the window
+	n        int
+	peak     float64
+	floor    float64
+	measured bool // a frame has been measured since start (the floor is known)
+}
+
+func (m *levelMeter) add(levelDB, floorDB float64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.n == 0 || levelDB > m.peak {
+		m.peak = levelDB
+	}
+	m.power += math.Pow(10, levelDB/10)
+	m.n++
+	m.floor, m.measured = floorDB, true
+}
+
+// take returns the window's mean and peak (ok false when no frame arrived in it) and the
+// latest noise floor (floorOK false before the first frame), and starts a new window.
+func (m *levelMeter) take() (mean, peak float64, ok bool, floor float64, floorOK bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.n > 0 {
+		mean, peak, ok = 10*math.Log10(m.power/float64(m.n)), m.peak, true
+	}
+	m.power, m.n = 0, 0
+	return mean, peak, ok, m.floor, m.measured
 }
 
 func round(v float64, digits int) float64 {
@@ -173,7 +210,8 @@ func (a *Agent) housekeeping(ctx context.Context) {
 	}
 }
 
-// Health is the retained <base>/health payload.
+// Health is the retained <base>/health payload. Each call closes the window the level
+// figures (mean and peak) are measured over, so it is called once per health interval.
 func (a *Agent) Health() map[string]any {
 	frameSec := audio.FrameDuration.Seconds()
 	h := map[string]any{
@@ -187,11 +225,15 @@ func (a *Agent) Health() map[string]any {
 		"muted":              a.muted.Load(),
 		"version":            a.opts.Version,
 	}
-	// The level and floor exist once a frame has been measured; before that, 0 dBFS would
-	// read as a very loud room.
-	if a.counters.framesCaptured.Load() > 0 {
-		h["level_dbfs"] = round(math.Float64frombits(a.counters.level.Load()), 1)
-		h["noise_floor_dbfs"] = round(math.Float64frombits(a.counters.floor.Load()), 1)
+	// The levels exist once a frame has been measured (before that, 0 dBFS would read as a
+	// very loud room): the mean and the peak of the frames since the last health message,
+	// and the noise floor now.
+	if mean, peak, ok, floor, floorOK := a.counters.level.take(); floorOK {
+		if ok {
+			h["level_dbfs"] = round(mean, 1)
+			h["level_peak_dbfs"] = round(peak, 1)
+		}
+		h["noise_floor_dbfs"] = round(floor, 1)
 	}
 	if a.src != nil {
 		h["capture"] = a.src.Stats()

@@ -64,7 +64,26 @@ type Device struct {
 	Name    string
 	Default bool
 	Backend string
+	// Plugin marks an ALSA plugin pseudo-device (rate converters, up/down mixers, routes to
+	// JACK, OSS or a sound server, the null device) rather than a sound card's capture
+	// device: usable, but rarely what a person looking for a microphone means.
+	Plugin bool
+	// Monitor marks a PulseAudio monitor source: what an output plays, not a microphone.
+	Monitor bool
 	id      malgo.DeviceID
+}
+
+// alsaPlugin tells an ALSA plugin pseudo-device from a sound card's device by its id: card
+// devices are named after the card (miniaudio's ":card,device" form of "hw:card,device",
+// or hint names with CARD=), and "default"/"sysdefault" are the system's default.
+func alsaPlugin(id string) bool {
+	switch {
+	case strings.HasPrefix(id, ":"), strings.Contains(id, "CARD="),
+		strings.HasPrefix(id, "hw:"), strings.HasPrefix(id, "plughw:"),
+		id == "default", id == "sysdefault", strings.HasPrefix(id, "default:"), strings.HasPrefix(id, "sysdefault:"):
+		return false
+	}
+	return true
 }
 
 // deviceIDString shows an id as its text when it is text (ALSA, PulseAudio) and as hex
@@ -104,7 +123,14 @@ func listWith(mctx *malgo.AllocatedContext, backend string) ([]Device, error) {
 	}
 	out := make([]Device, 0, len(infos))
 	for _, in := range infos {
-		out = append(out, Device{ID: deviceIDString(in.ID), Name: in.Name(), Default: in.IsDefault != 0, Backend: backend, id: in.ID})
+		d := Device{ID: deviceIDString(in.ID), Name: in.Name(), Default: in.IsDefault != 0, Backend: backend, id: in.ID}
+		switch backend {
+		case "alsa":
+			d.Plugin = alsaPlugin(d.ID)
+		case "pulseaudio":
+			d.Monitor = strings.HasSuffix(d.ID, ".monitor")
+		}
+		out = append(out, d)
 	}
 	return out, nil
 }

@@ -1,12 +1,10 @@
 package capture
 
 import (
-	"bytes"
 	"context"
 	"math"
 	"math/cmplx"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -15,120 +13,11 @@ import (
 	"time"
 
 	"github.com/hark-audio/hark/audio"
+	"github.com/hark-audio/hark/internal/pulsetest"
 )
 
-// pulseServer is a private PulseAudio daemon with a null sink "vsink" whose monitor is the
-// default source: what is played into vsink is what a capture of the default source hears.
-type pulseServer struct {
-	t        *testing.T
-	dir      string
-	keep     *exec.Cmd // pacat playing silence into vsink
-	keepDone chan struct{}
-}
-
-func (p *pulseServer) env() []string {
-	return append(os.Environ(), "XDG_RUNTIME_DIR="+p.dir, "PULSE_SERVER=unix:"+filepath.Join(p.dir, "pulse", "native"))
-}
-
-func (p *pulseServer) run(name string, args ...string) error {
-	cmd := exec.Command(name, args...)
-	cmd.Env = p.env()
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		p.t.Logf("%s %v: %v\n%s", name, args, err, out)
-	}
-	return err
-}
-
-// start starts the daemon and a player that keeps feeding silence into vsink: a null
-// sink's monitor delivers audio only while something plays into the sink (measured: an
-// idle monitor gave parecord 0 bytes in 2 s), and a real microphone never goes quiet like
-// that.
-func (p *pulseServer) start() {
-	p.t.Helper()
-	if err := p.run("pulseaudio", "--daemonize=yes", "--exit-idle-time=-1", "-n",
-		"--load=module-native-protocol-unix", "--load=module-null-sink sink_name=vsink"); err != nil {
-		p.t.Fatalf("start pulseaudio: %v", err)
-	}
-	if err := p.run("pactl", "set-default-source", "vsink.monitor"); err != nil {
-		p.t.Fatalf("pactl: %v", err)
-	}
-	p.startPlayer()
-}
-
-// startPlayer (re)starts the player of silence and waits for its stream.
-func (p *pulseServer) startPlayer() {
-	p.t.Helper()
-	p.stopPlayer()
-	zero, err := os.Open("/dev/zero")
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	p.keep = exec.Command("pacat", "--playback", "--device=vsink", "--raw", "--format=s16le",
-		"--rate=16000", "--channels=1", "--latency-msec=100")
-	p.keep.Env, p.keep.Stdin = p.env(), zero
-	if err := p.keep.Start(); err != nil {
-		p.t.Fatalf("pacat: %v", err)
-	}
-	zero.Close()
-	p.keepDone = make(chan struct{})
-	go func(c *exec.Cmd, done chan struct{}) { c.Wait(); close(done) }(p.keep, p.keepDone)
-	// Wait until the player's stream is connected (the server has no event we can block on
-	// from here, so ask it, a bounded number of times).
-	for i := 0; ; i++ {
-		cmd := exec.Command("pactl", "list", "short", "sink-inputs")
-		cmd.Env = p.env()
-		out, err := cmd.Output()
-		if err == nil && len(bytes.TrimSpace(out)) > 0 {
-			return
-		}
-		if i == 100 {
-			p.t.Fatalf("pacat's stream never appeared: %v %s", err, out)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-func (p *pulseServer) stopPlayer() {
-	if p.keep != nil {
-		p.keep.Process.Kill()
-		<-p.keepDone
-		p.keep = nil
-	}
-}
-
-func (p *pulseServer) stop() {
-	if p.keep == nil {
-		return // not running
-	}
-	_ = p.run("pulseaudio", "--kill")
-	p.stopPlayer()
-}
-
-// startPulse starts the server and points this process's PulseAudio client at it.
-func startPulse(t *testing.T) *pulseServer {
-	if _, err := exec.LookPath("pulseaudio"); err != nil {
-		t.Skip("pulseaudio is not installed (scripts/install-test-deps.sh installs it)")
-	}
-	for _, tool := range []string{"pactl", "paplay", "pacat"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s is not installed (package pulseaudio-utils)", tool)
-		}
-	}
-	dir, err := os.MkdirTemp("", "hark-pulse-") // short path: unix socket names are limited
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &pulseServer{t: t, dir: dir}
-	t.Setenv("XDG_RUNTIME_DIR", dir)
-	t.Setenv("PULSE_SERVER", "unix:"+filepath.Join(dir, "pulse", "native"))
-	p.start()
-	t.Cleanup(func() {
-		p.stop()
-		os.RemoveAll(dir)
-	})
-	return p
-}
+// startPulse starts a private PulseAudio server and points this process's client at it.
+func startPulse(t *testing.T) *pulsetest.Server { return pulsetest.Start(t) }
 
 // testSignal is band-limited noise (white noise at 8 kHz upsampled to 16 kHz), so its
 // autocorrelation has one sharp peak and it survives PulseAudio's resampling.
@@ -323,13 +212,11 @@ func (r *recorder) samplesFrom(i int) []int16 {
 }
 
 // playAndFind plays sig into vsink and finds it in what the Source captured.
-func playAndFind(t *testing.T, p *pulseServer, r *recorder, sig []int16, wav string) (m match, playStart time.Time, fromFrame int) {
+func playAndFind(t *testing.T, p *pulsetest.Server, r *recorder, sig []int16, wav string) (m match, playStart time.Time, fromFrame int) {
 	t.Helper()
 	fromFrame = r.count()
 	playStart = time.Now()
-	if err := p.run("paplay", "--latency-msec=200", "--device=vsink", wav); err != nil {
-		t.Fatalf("paplay: %v", err)
-	}
+	p.Play(t, wav)
 	// Keep capturing a second after paplay returns so the tail is in.
 	r.waitFrames(t, r.count()+10, 10*time.Second)
 	m = findSignal(sig, r.samplesFrom(fromFrame))
@@ -437,7 +324,7 @@ func TestPulseAudioCapture(t *testing.T) {
 	// Unplug: remove the sink, and with it the monitor being captured, from the running
 	// server; reopening fails (no such device) until it is back.
 	since = time.Now()
-	if err := p.run("pactl", "unload-module", "module-null-sink"); err != nil {
+	if err := p.Run("pactl", "unload-module", "module-null-sink"); err != nil {
 		t.Fatal(err)
 	}
 	waitEvent(EventDeviceLost, 10*time.Second)
@@ -445,17 +332,17 @@ func TestPulseAudioCapture(t *testing.T) {
 	if !strings.Contains(e.Err.Error(), `open capture device "vsink.monitor"`) || !strings.Contains(e.Err.Error(), "no device matches") {
 		t.Fatalf("reopen error while unplugged: %v", e.Err)
 	}
-	if err := p.run("pactl", "load-module", "module-null-sink", "sink_name=vsink"); err != nil {
+	if err := p.Run("pactl", "load-module", "module-null-sink", "sink_name=vsink"); err != nil {
 		t.Fatal(err)
 	}
-	p.startPlayer()
+	p.StartPlayer()
 	waitEvent(EventDeviceReopened, 30*time.Second)
 	t.Logf("replugged: reopened %v after the unplug", time.Since(since).Round(time.Millisecond))
 	playAndFind(t, p, r, sig, wav)
 
 	// Server loss: kill PulseAudio mid-capture.
 	since = time.Now()
-	p.stop()
+	p.Stop()
 	waitEvent(EventDeviceLost, 10*time.Second)
 	if st := s.Stats(); st.State != StateLost || st.LastError == "" {
 		t.Fatalf("stats while lost: %+v", st)
@@ -463,7 +350,7 @@ func TestPulseAudioCapture(t *testing.T) {
 	lostFrames := r.count()
 	// Let at least one reopen attempt fail, then bring the server back.
 	waitEvent(EventReopenFailed, 10*time.Second)
-	p.start()
+	p.Start()
 	restarted := time.Now()
 	waitEvent(EventDeviceReopened, 60*time.Second)
 	t.Logf("reopened %v after the server came back", time.Since(restarted).Round(time.Millisecond))
@@ -485,7 +372,7 @@ func TestPulseAudioCapture(t *testing.T) {
 
 	s.Close()
 	<-r.done
-	p.stop()
+	p.Stop()
 	// A device miniaudio could not release holds one goroutine in C for good; the test
 	// reports it rather than hiding it.
 	if n := abandonedDevices.Load(); n > 0 {

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/hark-audio/hark/mqttlink"
 	"github.com/hark-audio/hark/vad"
 	"gopkg.in/yaml.v3"
 )
@@ -35,7 +36,9 @@ type Capture struct {
 	Device string `yaml:"device" json:"device"`
 	// Input replaces the microphone: a WAV file path, or "-" for raw s16le 16 kHz mono on stdin.
 	Input string `yaml:"input" json:"input"`
-	// SampleRate is the rate requested from the device; audio is converted to 16 kHz.
+	// SampleRate is the capture rate. Only 16000 is accepted: the pipeline runs at 16 kHz
+	// and the audio system converts from the device's own rate (kept as a key so that
+	// configurations that spell it out stay valid).
 	SampleRate int `yaml:"sample_rate" json:"sample_rate"`
 	// Backend is auto, alsa, pulseaudio or null.
 	Backend string `yaml:"backend" json:"backend"`
@@ -99,8 +102,10 @@ type MQTT struct {
 	// transcripts are printed as JSON lines on stdout.
 	Broker      string `yaml:"broker" json:"broker"`
 	TopicPrefix string `yaml:"topic_prefix" json:"topic_prefix"`
-	ClientID    string `yaml:"client_id" json:"client_id"` // default hark-<device_id>
-	Username    string `yaml:"username" json:"username"`
+	// ClientID must be unique on the broker; default "hark-<device_id>" under the default
+	// topic prefix, else derived from the prefix and the device id (mqttlink.InstanceID).
+	ClientID string `yaml:"client_id" json:"client_id"`
+	Username string `yaml:"username" json:"username"`
 	// PasswordFile holds the password; else $CREDENTIALS_DIRECTORY/mqtt-password, else $HARK_MQTT_PASSWORD.
 	PasswordFile string `yaml:"password_file" json:"password_file"`
 	CAFile       string `yaml:"ca_file" json:"ca_file"`
@@ -152,7 +157,7 @@ func Default() Config {
 			KeepAlive: Duration(4 * time.Second), IdleClose: Duration(30 * time.Second),
 			ConnectTimeout: Duration(10 * time.Second), ResultTimeout: Duration(15 * time.Second),
 		},
-		MQTT: MQTT{TopicPrefix: "hark", QueueMax: 1000, HealthInterval: Duration(60 * time.Second),
+		MQTT: MQTT{TopicPrefix: mqttlink.DefaultTopicPrefix, QueueMax: 1000, HealthInterval: Duration(60 * time.Second),
 			Discovery: true, DiscoveryPrefix: "homeassistant"},
 		Spool:  Spool{MaxBytes: 256 << 20, MaxAge: Duration(7 * 24 * time.Hour), Concurrency: 2},
 		Log:    Log{Level: "info", Format: "auto"},

@@ -134,6 +134,10 @@ func decodeValue(v reflect.Value, n *yaml.Node, path, source string, set map[str
 	// Decode into a fresh value so a failed decode leaves dst untouched, and so a list or
 	// map replaces the previous layer's value rather than merging into it.
 	fresh := reflect.New(v.Type())
+	if k := v.Kind(); (k == reflect.Int || k == reflect.Int64) && v.Type() != durationType && n.Kind == yaml.ScalarNode && n.ShortTag() == "!!float" {
+		// yaml.v3 would truncate 1.5 to 1 without a word.
+		return &Error{Key: key, Msg: typeMsg(v.Type(), n, nil), Source: where(source, n)}
+	}
 	if err := n.Decode(fresh.Interface()); err != nil {
 		return &Error{Key: key, Msg: typeMsg(v.Type(), n, err), Source: where(source, n)}
 	}

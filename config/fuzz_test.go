@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -101,5 +102,47 @@ func FuzzApplyRemote(f *testing.F) {
 		if d := Changed(next.Config, boot.Config); len(d) != 0 {
 			t.Fatalf("persisted %q re-applied differently at boot: %v", payload, d)
 		}
+	})
+}
+
+// FuzzEnv feeds arbitrary text to every HARK_ variable: applying it must never panic, an
+// error must be a *config.Error naming the key and the variable, a string key must take
+// the text verbatim, and a list or mapping must come out non-nil.
+func FuzzEnv(f *testing.F) {
+	for _, s := range []string{"-", "null", "kitchen #2", "007", "", " ", "true", "off", "3s", "12.5", "NaN", "1e400",
+		"a, b", "[a, b]", "{a: b}", "a=1,b=2", "=", "a=", "[", "{", "[1, [2]]", "{a: [b]}", "&x [*x]", "~", "'q'", "\"q\""} {
+		for i := range Keys() {
+			f.Add(uint8(i), s)
+		}
+	}
+	f.Fuzz(func(t *testing.T, i uint8, val string) {
+		ls := leaves()
+		l := ls[int(i)%len(ls)]
+		name := EnvName(l.path)
+		c := Default()
+		set := map[string]string{}
+		_, err := applyEnv(&c, []string{name + "=" + val}, set)
+		if err != nil {
+			var ce *Error
+			if !errors.As(err, &ce) || ce.Key != l.path || ce.Source != "env "+name || !strings.Contains(err.Error(), name) {
+				t.Fatalf("%s=%q: error %v does not name the key and the variable", name, val, err)
+			}
+			return
+		}
+		got := leafValue(&c, l)
+		switch got.Kind() {
+		case reflect.String:
+			if got.String() != val {
+				t.Fatalf("%s=%q: the string key holds %q", name, val, got.String())
+			}
+		case reflect.Slice, reflect.Map:
+			if got.IsNil() {
+				t.Fatalf("%s=%q: nil %s", name, val, got.Kind())
+			}
+		}
+		if set[l.path] != "env "+name {
+			t.Fatalf("%s=%q: source %q", name, val, set[l.path])
+		}
+		_ = c.Validate()
 	})
 }

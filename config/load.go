@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/hark-audio/hark/mqttlink"
 	"gopkg.in/yaml.v3"
 )
 
@@ -149,37 +150,6 @@ func (l *Loaded) withOverrides(vals map[string]*yaml.Node) (Config, map[string]s
 	return c, src, nil
 }
 
-func applyEnv(c *Config, env []string, set map[string]string) ([]string, error) {
-	byName := map[string]leaf{}
-	for _, l := range leaves() {
-		byName[EnvName(l.path)] = l
-	}
-	var warnings []string
-	for _, kv := range env {
-		name, val, ok := strings.Cut(kv, "=")
-		if !ok || !strings.HasPrefix(name, "HARK_") {
-			continue
-		}
-		l, known := byName[name]
-		if !known {
-			if !envReserved[name] {
-				warnings = append(warnings, fmt.Sprintf("environment variable %s is not a configuration key; ignored", name))
-			}
-			continue
-		}
-		var n yaml.Node
-		if err := yaml.Unmarshal([]byte(val), &n); err != nil || len(n.Content) == 0 {
-			// Not valid YAML on its own (or empty): take it as a plain string.
-			n = yaml.Node{Kind: yaml.DocumentNode, Content: []*yaml.Node{{Kind: yaml.ScalarNode, Tag: "!!str", Value: val}}}
-		}
-		doc := nestNode(strings.Split(l.path, "."), n.Content[0])
-		if err := decodeNode(c, doc, "env "+name, set); err != nil {
-			return nil, err
-		}
-	}
-	return warnings, nil
-}
-
 // envReserved are HARK_ variables that are not configuration keys.
 var envReserved = map[string]bool{"HARK_CONFIG": true, "HARK_MQTT_PASSWORD": true}
 
@@ -206,7 +176,9 @@ func fillDerived(c *Config, env []string, src map[string]string) {
 	derive("device_id", &c.DeviceID, "host name", func() string { h, _ := os.Hostname(); return sanitizeID(h) })
 	derive("state_dir", &c.StateDir, "$STATE_DIRECTORY, $XDG_STATE_HOME or $HOME", func() string { return defaultStateDir(getenv) })
 	derive("spool.dir", &c.Spool.Dir, "state_dir", func() string { return filepath.Join(c.StateDir, "spool") })
-	derive("mqtt.client_id", &c.MQTT.ClientID, "device_id", func() string { return "hark-" + c.DeviceID })
+	derive("mqtt.client_id", &c.MQTT.ClientID, "mqtt.topic_prefix and device_id", func() string {
+		return "hark-" + mqttlink.InstanceID(c.MQTT.TopicPrefix, c.DeviceID)
+	})
 	derive("deepgram.prerecorded_url", &c.Deepgram.PrerecordedURL, "deepgram.url", func() string { return PrerecordedURL(c.Deepgram.URL) })
 }
 

@@ -52,6 +52,8 @@ var badFiles = []struct {
 	{"merge key", "base: &b {model: nova-2}\n", "base"},
 	{"yaml merge", "deepgram:\n  <<: {model: nova-2}\n", "deepgram.<<"},
 	{"int as string", "capture:\n  sample_rate: fast\n", "capture.sample_rate"},
+	{"fraction for an integer", "vad:\n  preroll_ms: 650.5\n", "vad.preroll_ms"},
+	{"number for a duration", "deepgram:\n  keepalive: 1.5\n", "deepgram.keepalive"},
 	{"int as float", "capture:\n  ring_ms: 1.5\n", "capture.ring_ms"},
 	{"bool as word", "capture:\n  realtime: sometimes\n", "capture.realtime"},
 	{"float as string", "vad:\n  threshold_db: loud\n", "vad.threshold_db"},
@@ -67,6 +69,7 @@ var badFiles = []struct {
 	{"empty state dir", "state_dir: \"\"\n", ""}, // "" is filled in from the environment: accepted
 	{"sample rate low", "capture:\n  sample_rate: 4000\n", "capture.sample_rate"},
 	{"sample rate high", "capture:\n  sample_rate: 384000\n", "capture.sample_rate"},
+	{"sample rate other than 16 kHz", "capture:\n  sample_rate: 48000\n", "capture.sample_rate"},
 	{"backend", "capture:\n  backend: jack\n", "capture.backend"},
 	{"ring low", "capture:\n  ring_ms: 100\n", "capture.ring_ms"},
 	{"ring high", "capture:\n  ring_ms: 60001\n", "capture.ring_ms"},
@@ -218,7 +221,7 @@ remote:
 	if c.VAD != d.VAD || c.Deepgram.URL != d.Deepgram.URL || c.Spool.MaxBytes != d.Spool.MaxBytes {
 		t.Fatal("defaults lost")
 	}
-	if c.MQTT.ClientID != "hark-kitchen" || c.Deepgram.PrerecordedURL != "https://api.deepgram.com/v1/listen" {
+	if c.MQTT.ClientID != "hark-home-hark_kitchen_3c379d" || c.Deepgram.PrerecordedURL != "https://api.deepgram.com/v1/listen" {
 		t.Fatalf("derived: client %q prerecorded %q", c.MQTT.ClientID, c.Deepgram.PrerecordedURL)
 	}
 	if got := l.Source("deepgram.model"); got != "file "+p {
@@ -427,5 +430,75 @@ func TestDefaultsValid(t *testing.T) {
 	c.Deepgram.PrerecordedURL = PrerecordedURL(c.Deepgram.URL)
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestEnvEveryKey: every key can be set from the environment with text of its own type,
+// and takes exactly that value (a new kind of key must get a parsing rule).
+func TestEnvEveryKey(t *testing.T) {
+	for _, l := range leaves() {
+		var text string
+		var want any
+		switch {
+		case l.typ == durationType:
+			text, want = "7s", Duration(7*time.Second)
+		case l.typ.Kind() == reflect.String:
+			text, want = " odd #value: [x] ", " odd #value: [x] "
+		case l.typ.Kind() == reflect.Bool:
+			text, want = "on", true
+		case l.typ.Kind() == reflect.Int:
+			text, want = "1234", 1234
+		case l.typ.Kind() == reflect.Int64:
+			text, want = "1234", int64(1234)
+		case l.typ.Kind() == reflect.Float64:
+			text, want = "-1.5", -1.5
+		case l.typ.Kind() == reflect.Slice:
+			text, want = "a b, c,,", []string{"a b", "c"}
+		case l.typ.Kind() == reflect.Map:
+			text, want = "k=v, x = y=z", map[string]string{"k": "v", "x": "y=z"}
+		default:
+			t.Fatalf("%s: no test value for %s", l.path, l.typ)
+		}
+		c := Default()
+		set := map[string]string{}
+		if _, err := applyEnv(&c, []string{EnvName(l.path) + "=" + text}, set); err != nil {
+			t.Errorf("%s=%q: %v", EnvName(l.path), text, err)
+			continue
+		}
+		if got := leafValue(&c, l).Interface(); !reflect.DeepEqual(got, want) {
+			t.Errorf("%s=%q: got %#v, want %#v", EnvName(l.path), text, got, want)
+		}
+	}
+}
+
+// TestEnvTypedByKey: environment values are read as the type of their key, not as YAML
+// (issue: "-" became a list, "null" an empty string, "kitchen #2" lost its comment part).
+func TestEnvTypedByKey(t *testing.T) {
+	l, err := Load(Options{Environ: testEnv(t, "HARK_CAPTURE_INPUT=-", "HARK_CAPTURE_BACKEND=null",
+		"HARK_MQTT_USERNAME=user #2", "HARK_DEEPGRAM_KEYTERM=hark, kitchen lights", "HARK_DEEPGRAM_EXTRA=a=1,b=x y",
+		"HARK_DEEPGRAM_TAG=[one, two]", "HARK_CAPTURE_REALTIME=off", "HARK_DEEPGRAM_EXTRA=a=1,b=x y")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := l.Config
+	if c.Capture.Input != "-" || c.Capture.Backend != "null" || c.MQTT.Username != "user #2" || c.Capture.Realtime ||
+		!slices.Equal(c.Deepgram.Keyterm, []string{"hark", "kitchen lights"}) || !slices.Equal(c.Deepgram.Tag, []string{"one", "two"}) ||
+		len(c.Deepgram.Extra) != 2 || c.Deepgram.Extra["b"] != "x y" {
+		t.Fatalf("environment applied as %+v %+v %+v", c.Capture, c.MQTT, c.Deepgram)
+	}
+	for kv, want := range map[string]string{
+		"HARK_DEVICE_ID=kitchen #2":         `device_id: "kitchen #2" must be`,
+		"HARK_DEEPGRAM_KEEPALIVE=5":         `deepgram.keepalive: expected a duration such as "30s", got "5" (env HARK_DEEPGRAM_KEEPALIVE)`,
+		"HARK_CAPTURE_REALTIME=maybe":       `capture.realtime: expected true or false, got "maybe" (env HARK_CAPTURE_REALTIME)`,
+		"HARK_VAD_THRESHOLD_DB=NaN":         `vad.threshold_db: expected a number, got "NaN" (env HARK_VAD_THRESHOLD_DB)`,
+		"HARK_SPOOL_MAX_BYTES=1e9":          `spool.max_bytes: expected an integer, got "1e9" (env HARK_SPOOL_MAX_BYTES)`,
+		"HARK_DEEPGRAM_EXTRA=novalue":       `deepgram.extra: expected key=value pairs`,
+		"HARK_MQTT_TOPIC_PREFIX=site #1":    `(env HARK_MQTT_TOPIC_PREFIX)`,
+		"HARK_DEEPGRAM_KEYTERM=[unclosed, ": `deepgram.keyterm: expected a list of strings`,
+	} {
+		_, err := Load(Options{Environ: testEnv(t, kv)})
+		if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), strings.SplitN(kv, "=", 2)[0]) {
+			t.Errorf("%s: error %v, want one containing %q and the variable", kv, err, want)
+		}
 	}
 }

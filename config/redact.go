@@ -28,9 +28,19 @@ func (c Config) Redacted() Config {
 	return c
 }
 
-// JSON is the redacted configuration as JSON (the retained <base>/config payload).
+// JSON is the redacted configuration as JSON (the retained <base>/config payload). An unset
+// list or mapping is [] or {}, as `hark config check` shows it, never null.
 func (c Config) JSON() []byte {
-	b, _ := json.Marshal(c.Redacted())
+	r := c.Redacted()
+	for _, lf := range leaves() {
+		switch v := leafValue(&r, lf); {
+		case v.Kind() == reflect.Slice && v.IsNil():
+			v.Set(reflect.MakeSlice(v.Type(), 0, 0))
+		case v.Kind() == reflect.Map && v.IsNil():
+			v.Set(reflect.MakeMap(v.Type()))
+		}
+	}
+	b, _ := json.Marshal(r)
 	return b
 }
 

@@ -317,3 +317,21 @@ func TestRedact(t *testing.T) {
 		t.Fatal("credential in broker URL published")
 	}
 }
+
+// TestConfigJSONNoNull: the retained <base>/config payload shows an unset list or mapping
+// as [] or {}, as `hark config check` does, not null.
+func TestConfigJSONNoNull(t *testing.T) {
+	b := Default().JSON()
+	if strings.Contains(string(b), "null") {
+		t.Fatalf("config JSON has null: %s", b)
+	}
+	var v struct {
+		Deepgram struct {
+			Keyterm []string          `json:"keyterm"`
+			Extra   map[string]string `json:"extra"`
+		} `json:"deepgram"`
+	}
+	if err := json.Unmarshal(b, &v); err != nil || v.Deepgram.Keyterm == nil || v.Deepgram.Extra == nil {
+		t.Fatalf("%v %s", err, b)
+	}
+}

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hark-audio/hark/audio"
+	"github.com/hark-audio/hark/mqttlink"
 	"github.com/hark-audio/hark/vad"
 )
 
@@ -34,8 +36,11 @@ func (c Config) Validate() error {
 		return bad("state_dir", "must not be empty")
 	}
 	cp := c.Capture
-	if cp.SampleRate < 8000 || cp.SampleRate > 192000 {
-		return bad("capture.sample_rate", "%d is out of range [8000, 192000]", cp.SampleRate)
+	if cp.SampleRate != audio.SampleRate {
+		// The whole pipeline (VAD, gate, stream, spool) runs at 16 kHz, and the capture is
+		// always opened at 16 kHz with the audio system converting from the device's own
+		// rate; a different value would be shown as in effect and silently ignored.
+		return bad("capture.sample_rate", "%d is not supported: hark captures at %d Hz and the audio system converts from the device's own rate (a 48 kHz microphone works as it is); remove the key", cp.SampleRate, audio.SampleRate)
 	}
 	switch cp.Backend {
 	case "auto", "alsa", "pulseaudio", "null":
@@ -57,17 +62,15 @@ func (c Config) Validate() error {
 	}
 	m := c.MQTT
 	if m.Broker != "" {
-		u, err := url.Parse(m.Broker)
-		if err != nil || u.Host == "" {
-			return bad("mqtt.broker", "%q is not a broker URL such as tcp://localhost:1883", Redact(m.Broker))
+		// The same function the MQTT client dials with: what passes here can be used.
+		b, err := mqttlink.ParseBroker(m.Broker)
+		if err != nil {
+			return bad("mqtt.broker", "%q: %v", Redact(m.Broker), err)
 		}
-		switch u.Scheme {
-		case "tcp", "mqtt", "ssl", "tls", "mqtts", "ws", "wss":
-		default:
-			return bad("mqtt.broker", "scheme %q is not one of tcp, mqtt, ssl, tls, mqtts, ws, wss", u.Scheme)
-		}
-		if u.User != nil {
-			return bad("mqtt.broker", "must not carry credentials; use mqtt.username and mqtt.password_file")
+		for _, f := range []struct{ key, v string }{{"mqtt.ca_file", m.CAFile}, {"mqtt.cert_file", m.CertFile}, {"mqtt.key_file", m.KeyFile}} {
+			if f.v != "" && !b.TLS {
+				return bad(f.key, "%s", mqttlink.ErrTLSFilesWithoutTLS)
+			}
 		}
 	}
 	if m.TopicPrefix == "" || strings.ContainsAny(m.TopicPrefix, "+#") || strings.HasPrefix(m.TopicPrefix, "/") || strings.HasSuffix(m.TopicPrefix, "/") {

@@ -23,7 +23,7 @@ import (
 // Options configure a Client. Broker, TopicPrefix, DeviceID and QueueDir are required.
 type Options struct {
 	Broker   string // tcp://host:1883, ssl://host:8883, mqtts://..., ws://..., wss://...
-	ClientID string // unique per device; default "hark-<DeviceID>"
+	ClientID string // unique on the broker; default "hark-" + InstanceID(TopicPrefix, DeviceID)
 	Username string
 	Password string // never logged, never in an error
 
@@ -36,6 +36,10 @@ type Options struct {
 
 	Discovery       bool   // publish Home Assistant discovery
 	DiscoveryPrefix string // default "homeassistant"
+	// AnnouncedFile records the retained topics published (discovery included), so that
+	// those a later configuration no longer publishes (discovery off, another device id or
+	// topic prefix) are cleared from the broker; "" keeps no record.
+	AnnouncedFile string
 
 	Logger  *slog.Logger // default: discard
 	Handler Handler      // remote requests; nil answers every request with an error
@@ -112,6 +116,7 @@ type Client struct {
 	link    *link
 	disc    []discoveryMsg
 	connTok mqtt.Token
+	session *sessionWatch
 
 	wake     chan struct{} // pokes the publisher
 	qwake    chan struct{} // pokes the transcript sender
@@ -121,6 +126,7 @@ type Client struct {
 	closed   chan struct{} // closed when Close begins
 
 	mu        sync.Mutex
+	announced []string       // retained topics recorded in o.AnnouncedFile
 	retained  []*retainedMsg // in (re)send order: state, config, health, discovery
 	byTopic   map[string]*retainedMsg
 	outbox    []outMsg
@@ -151,46 +157,7 @@ type inbound struct {
 // New validates the options, opens the transcript queue and prepares the connection. It
 // does not touch the network; Start does.
 func New(o Options) (*Client, error) {
-	if o.Broker == "" {
-		return nil, errors.New("no broker address")
-	}
-	u, err := url.Parse(o.Broker)
-	if err != nil || u.Host == "" {
-		return nil, fmt.Errorf("broker address %q is not a URL such as tcp://localhost:1883", redactURL(o.Broker))
-	}
-	if u.User != nil {
-		return nil, errors.New("broker address must not carry credentials; use Username and Password")
-	}
-	if o.TopicPrefix == "" || strings.ContainsAny(o.TopicPrefix, "+#\x00") {
-		return nil, fmt.Errorf("topic prefix %q must be non-empty, without + or #", o.TopicPrefix)
-	}
-	if o.DeviceID == "" || strings.ContainsAny(o.DeviceID, "+#/\x00") {
-		return nil, fmt.Errorf("device id %q must be non-empty, without +, # or /", o.DeviceID)
-	}
-	if o.QueueDir == "" {
-		return nil, errors.New("no queue directory")
-	}
-	if o.QueueMax <= 0 {
-		o.QueueMax = defaultQueueMax
-	}
-	if o.DiscoveryPrefix == "" {
-		o.DiscoveryPrefix = defaultDiscoveryPrefix
-	}
-	if strings.ContainsAny(o.DiscoveryPrefix, "+#\x00") {
-		return nil, fmt.Errorf("discovery prefix %q must not contain + or #", o.DiscoveryPrefix)
-	}
-	if o.ClientID == "" {
-		o.ClientID = "hark-" + o.DeviceID
-	}
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.DiscardHandler)
-	}
-	setDefault(&o.ConnectRetryInterval, 5*time.Second)
-	setDefault(&o.MaxReconnectInterval, 30*time.Second)
-	setDefault(&o.ConnectTimeout, 10*time.Second)
-	setDefault(&o.KeepAlive, 30*time.Second)
-	setDefault(&o.AckTimeout, 30*time.Second)
-	tlsCfg, err := tlsConfig(o, u.Scheme)
+	broker, tlsCfg, err := o.prepare()
 	if err != nil {
 		return nil, err
 	}
@@ -200,7 +167,7 @@ func New(o Options) (*Client, error) {
 	}
 	base := strings.TrimSuffix(o.TopicPrefix, "/") + "/" + o.DeviceID
 	c := &Client{
-		o: o, log: o.Logger, base: base, queue: q, link: newLink(),
+		o: o, log: o.Logger, base: base, queue: q, link: newLink(), session: newSessionWatch(o.Logger, o.ClientID),
 		wake: make(chan struct{}, 1), qwake: make(chan struct{}, 1), qwrite: make(chan struct{}, 1), progress: make(chan struct{}, 1),
 		reqs: make(chan inbound, requestQueue), closed: make(chan struct{}),
 		byTopic: map[string]*retainedMsg{},
@@ -215,18 +182,22 @@ func New(o Options) (*Client, error) {
 		c.addRetained(t)
 	}
 	if o.Discovery {
-		c.disc = discoveryMessages(o.DiscoveryPrefix, base, o.DeviceID, o.Version)
+		c.disc = discoveryMessages(o.DiscoveryPrefix, base, o.TopicPrefix, o.DeviceID, o.Version)
 		for _, d := range c.disc {
 			c.addRetained(d.topic).payload = d.payload
 			c.byTopic[d.topic].version = 1
 		}
+	}
+	if c.announced, err = readAnnounced(o.AnnouncedFile); err != nil {
+		// Unreadable: start a new record. Topics it held may stay on the broker.
+		c.log.Warn("cannot read the record of retained topics published; starting a new one", "err", err)
 	}
 	if st := q.Stats(); st.entries > 0 || st.dropped > 0 {
 		c.log.Info("transcripts queued from a previous run", "entries", st.entries, "evicted_over_queue_max", st.dropped)
 	}
 
 	po := mqtt.NewClientOptions().
-		AddBroker(o.Broker).
+		AddBroker(broker.URL).
 		SetClientID(o.ClientID).
 		SetUsername(o.Username).
 		SetPassword(o.Password).
@@ -263,6 +234,60 @@ func New(o Options) (*Client, error) {
 	return c, nil
 }
 
+// Check validates the options exactly as New does (reading the TLS files, which must
+// load) without opening the queue or touching the network: `hark config check` uses it so
+// that it refuses what `hark run` would.
+func Check(o Options) error {
+	_, _, err := o.prepare()
+	return err
+}
+
+// prepare validates o and fills in its defaults.
+func (o *Options) prepare() (Broker, *tls.Config, error) {
+	if o.Broker == "" {
+		return Broker{}, nil, errors.New("no broker address")
+	}
+	broker, err := ParseBroker(o.Broker)
+	if err != nil {
+		return Broker{}, nil, fmt.Errorf("broker address %q: %w", redactURL(o.Broker), err)
+	}
+	o.Broker = broker.URL // what is dialled, and shown in logs
+	if o.TopicPrefix == "" || strings.ContainsAny(o.TopicPrefix, "+#\x00") {
+		return Broker{}, nil, fmt.Errorf("topic prefix %q must be non-empty, without + or #", o.TopicPrefix)
+	}
+	if o.DeviceID == "" || strings.ContainsAny(o.DeviceID, "+#/\x00") {
+		return Broker{}, nil, fmt.Errorf("device id %q must be non-empty, without +, # or /", o.DeviceID)
+	}
+	if o.QueueDir == "" {
+		return Broker{}, nil, errors.New("no queue directory")
+	}
+	if o.QueueMax <= 0 {
+		o.QueueMax = defaultQueueMax
+	}
+	if o.DiscoveryPrefix == "" {
+		o.DiscoveryPrefix = defaultDiscoveryPrefix
+	}
+	if strings.ContainsAny(o.DiscoveryPrefix, "+#\x00") {
+		return Broker{}, nil, fmt.Errorf("discovery prefix %q must not contain + or #", o.DiscoveryPrefix)
+	}
+	if o.ClientID == "" {
+		o.ClientID = "hark-" + InstanceID(o.TopicPrefix, o.DeviceID)
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	setDefault(&o.ConnectRetryInterval, 5*time.Second)
+	setDefault(&o.MaxReconnectInterval, 30*time.Second)
+	setDefault(&o.ConnectTimeout, 10*time.Second)
+	setDefault(&o.KeepAlive, 30*time.Second)
+	setDefault(&o.AckTimeout, 30*time.Second)
+	tlsCfg, err := tlsConfig(*o, broker)
+	if err != nil {
+		return Broker{}, nil, err
+	}
+	return broker, tlsCfg, nil
+}
+
 func setDefault(d *time.Duration, v time.Duration) {
 	if *d <= 0 {
 		*d = v
@@ -276,14 +301,12 @@ func (c *Client) addRetained(topic string) *retainedMsg {
 	return m
 }
 
-var tlsSchemes = map[string]bool{"ssl": true, "tls": true, "mqtts": true, "mqtt+ssl": true, "tcps": true, "wss": true}
-
-func tlsConfig(o Options, scheme string) (*tls.Config, error) {
+func tlsConfig(o Options, b Broker) (*tls.Config, error) {
 	if o.CAFile == "" && o.CertFile == "" && o.KeyFile == "" {
 		return nil, nil
 	}
-	if !tlsSchemes[scheme] {
-		return nil, fmt.Errorf("TLS files are set but the broker scheme %q is not TLS (use ssl://, mqtts:// or wss://)", scheme)
+	if !b.TLS {
+		return nil, errors.New(ErrTLSFilesWithoutTLS)
 	}
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
 	if o.CAFile != "" {
@@ -358,9 +381,14 @@ func (c *Client) onConnect(mqtt.Client) {
 	n := c.connects.Add(1)
 	down := time.Duration(time.Now().UnixNano() - c.downSince.Load())
 	failed := c.failStreak.Swap(0)
-	if n == 1 {
-		c.log.Info("connected to broker", "broker", redactURL(c.o.Broker), "failed_attempts", failed)
-	} else {
+	quiet := c.session.up()
+	switch {
+	case n == 1:
+		c.log.Info("connected to broker", "broker", redactURL(c.o.Broker), "client_id", c.o.ClientID, "failed_attempts", failed)
+	case quiet:
+		c.reconnects.Add(1)
+		c.log.Debug("reconnected to broker", "down_for", down.Round(time.Millisecond), "failed_attempts", failed)
+	default:
 		c.reconnects.Add(1)
 		c.log.Info("reconnected to broker", "down_for", down.Round(time.Millisecond), "failed_attempts", failed)
 	}
@@ -370,15 +398,39 @@ func (c *Client) onConnect(mqtt.Client) {
 
 func (c *Client) onConnectionLost(_ mqtt.Client, err error) {
 	if c.link.markDown(c.isOpen) {
-		c.downSince.Store(time.Now().UnixNano())
+		c.lost(err)
+		return
+	}
+	// onReconnecting recorded the loss first (paho runs this callback on a goroutine of its
+	// own); keep paho's reason unless the session watch found a better one.
+	if err != nil && c.LastError() != errSessionTakenOver.Error() {
 		c.setLastError(err)
-		c.log.Warn("connection to broker lost; reconnecting", "err", err)
 	}
 }
 
 func (c *Client) onReconnecting(mqtt.Client, *mqtt.ClientOptions) {
 	if c.link.markDown(c.isOpen) {
-		c.downSince.Store(time.Now().UnixNano())
+		c.lost(nil)
+	}
+}
+
+// lost records a lost connection (err is paho's reason, nil when not known yet) and logs
+// it, once per storm of reconnections.
+func (c *Client) lost(err error) {
+	c.downSince.Store(time.Now().UnixNano())
+	cause, quiet := c.session.down()
+	if cause != nil {
+		err = cause // paho's own error is a bare EOF; the session watch says why
+	}
+	c.setLastError(err)
+	attrs := []any{}
+	if err != nil {
+		attrs = append(attrs, "err", err)
+	}
+	if quiet {
+		c.log.Debug("connection to broker lost; reconnecting", attrs...)
+	} else {
+		c.log.Warn("connection to broker lost; reconnecting", attrs...)
 	}
 }
 
@@ -411,6 +463,11 @@ func (c *Client) setLastError(err error) {
 func (c *Client) onMessage(_ mqtt.Client, m mqtt.Message) {
 	topic := m.Topic()
 	switch {
+	case strings.HasPrefix(topic, c.t.requestPrefix) && len(m.Payload()) == 0:
+		// A zero-byte message is how MQTT clears a retained message (mosquitto_pub -r -n),
+		// which is what an operator does with a refused retained request; it reaches
+		// subscribers too, and is not a request.
+		c.log.Debug("empty message on a request topic ignored (a retained request being cleared)", "topic", topic)
 	case strings.HasPrefix(topic, c.t.requestPrefix):
 		c.requests.Add(1)
 		in := inbound{op: strings.TrimPrefix(topic, c.t.requestPrefix), payload: m.Payload(), retained: m.Retained()}
@@ -451,9 +508,17 @@ func (c *Client) requestWorker(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case in := <-c.reqs:
-			resp, err := serve(ctx, c.o.Handler, in.op, in.payload, in.retained)
+			retainedTopic := ""
+			if in.retained {
+				retainedTopic = c.t.requestPrefix + in.op
+			}
+			resp, err := serve(ctx, c.o.Handler, in.op, in.payload, retainedTopic)
 			var pe *panicError
+			var re *retainedError
 			switch {
+			case errors.As(err, &re):
+				c.log.Warn("retained request refused; clear it from the broker", "topic", re.topic,
+					"clear_with", "mosquitto_pub -r -n -t '"+re.topic+"'")
 			case errors.As(err, &pe):
 				c.log.Error("request handler panicked", "op", in.op, "panic", fmt.Sprint(pe.v), "stack", string(pe.stack))
 			case err != nil:
@@ -832,6 +897,9 @@ func (c *Client) announce(ctx context.Context, s linkState) error {
 	if err := c.await(ctx, c.pc.Publish(c.t.availability, 1, true, "online"), s); err != nil {
 		return fmt.Errorf("publish availability: %w", err)
 	}
+	if err := c.clearStale(ctx, s); err != nil {
+		return err
+	}
 	c.mu.Lock()
 	for _, r := range c.retained {
 		r.sent = 0
@@ -921,6 +989,7 @@ func (c *Client) close(ctx context.Context) error {
 
 	s := c.link.state()
 	c.link.close()
+	c.session.close()
 	if s.up {
 		tok := c.pc.Publish(c.t.availability, 1, true, "offline")
 		t := time.NewTimer(min(remaining(ctx, 5*time.Second), 5*time.Second))

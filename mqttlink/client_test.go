@@ -365,7 +365,7 @@ func TestNewRejects(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.o.ClientID != "hark-d" || c.Base() != "h/d" {
+	if c.o.ClientID != "hark-"+InstanceID("h", "d") || c.Base() != "h/d" {
 		t.Fatalf("defaults: client id %q base %q", c.o.ClientID, c.Base())
 	}
 	if err := c.Close(context.Background()); err != nil { // never started

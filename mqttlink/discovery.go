@@ -2,7 +2,7 @@ package mqttlink
 
 import (
 	"encoding/json"
-	"strings"
+	"fmt"
 )
 
 // Home Assistant MQTT discovery: one retained config message per entity, all with the same
@@ -14,34 +14,26 @@ type discoveryMsg struct {
 	payload []byte
 }
 
-// haNodeID makes a discovery node id from the device id: HA allows [a-zA-Z0-9_-] only.
-func haNodeID(deviceID string) string {
-	var b strings.Builder
-	b.WriteString("hark_")
-	for _, r := range deviceID {
-		switch {
-		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '_', r == '-':
-			b.WriteRune(r)
-		default:
-			b.WriteByte('_')
-		}
-	}
-	return b.String()
-}
+// SupportURL is where Home Assistant's device page links for help (origin.support_url).
+const SupportURL = "https://github.com/hark-audio/hark"
 
 // TranscriptStateMax is how many characters of the last transcript the HA sensor shows as its
 // state (HA rejects states longer than 255 characters); the full text is an attribute.
 const TranscriptStateMax = 250
 
-func discoveryMessages(prefix, base, deviceID, version string) []discoveryMsg {
-	node := haNodeID(deviceID)
+func discoveryMessages(prefix, base, topicPrefix, deviceID, version string) []discoveryMsg {
+	node := "hark_" + InstanceID(topicPrefix, deviceID)
+	name := "hark " + deviceID
+	if topicPrefix != DefaultTopicPrefix {
+		name += " (" + topicPrefix + ")"
+	}
 	device := map[string]any{
 		"identifiers":  []string{node},
-		"name":         "hark " + deviceID,
+		"name":         name,
 		"manufacturer": "hark",
 		"model":        "hark speech-to-text",
 	}
-	origin := map[string]any{"name": "hark"}
+	origin := map[string]any{"name": "hark", "support_url": SupportURL}
 	if version != "" {
 		device["sw_version"] = version
 		origin["sw_version"] = version
@@ -63,8 +55,8 @@ func discoveryMessages(prefix, base, deviceID, version string) []discoveryMsg {
 			"name":           "Mute",
 			"icon":           "mdi:microphone-off",
 			"command_topic":  base + "/request/mute",
-			"payload_on":     `{"muted":true}`,
-			"payload_off":    `{"muted":false}`,
+			"payload_on":     "ON",
+			"payload_off":    "OFF",
 			"state_topic":    base + "/state",
 			"value_template": "{{ 'ON' if value_json.muted else 'OFF' }}",
 			"state_on":       "ON",
@@ -79,11 +71,22 @@ func discoveryMessages(prefix, base, deviceID, version string) []discoveryMsg {
 			"payload_on":     "ON",
 			"payload_off":    "OFF",
 		}},
+		// The level sensors follow the health message: the mean level (power average) and the
+		// loudest 100 ms frame over the health interval, not one frame's sample.
 		{"sensor", "level", map[string]any{
 			"name":                        "Audio level",
 			"icon":                        "mdi:waveform",
 			"state_topic":                 base + "/health",
 			"value_template":              "{{ value_json.level_dbfs if value_json.level_dbfs is defined else 'None' }}",
+			"unit_of_measurement":         "dBFS",
+			"state_class":                 "measurement",
+			"suggested_display_precision": 1,
+		}},
+		{"sensor", "level_peak", map[string]any{
+			"name":                        "Audio peak",
+			"icon":                        "mdi:waveform",
+			"state_topic":                 base + "/health",
+			"value_template":              "{{ value_json.level_peak_dbfs if value_json.level_peak_dbfs is defined else 'None' }}",
 			"unit_of_measurement":         "dBFS",
 			"state_class":                 "measurement",
 			"suggested_display_precision": 1,
@@ -104,10 +107,21 @@ func discoveryMessages(prefix, base, deviceID, version string) []discoveryMsg {
 			"state_topic": base + "/transcript",
 			// HA refuses states over 255 characters: the state is the text cut to 250, the whole
 			// text and its times are attributes (words are left out to keep the recorder small).
-			"value_template":        "{{ value_json.text[:250] }}",
+			"value_template":        fmt.Sprintf("{{ value_json.text[:%d] }}", TranscriptStateMax),
 			"json_attributes_topic": base + "/transcript",
 			"json_attributes_template": "{{ {'text': value_json.text, 'start': value_json.start, 'end': value_json.end, " +
 				"'confidence': value_json.confidence, 'source': value_json.source, 'seq': value_json.seq} | tojson }}",
+		}},
+		// Speech that arrives is an event, not a state: automations trigger on it, and the
+		// whole text is an event attribute (no 255-character limit there).
+		{"event", "utterance", map[string]any{
+			"name":        "Transcript",
+			"icon":        "mdi:account-voice",
+			"state_topic": base + "/transcript",
+			"event_types": []string{"transcript"},
+			"value_template": "{{ {'event_type': 'transcript', 'text': value_json.text, 'start': value_json.start, " +
+				"'end': value_json.end, 'confidence': value_json.confidence, 'source': value_json.source, " +
+				"'seq': value_json.seq} | tojson }}",
 		}},
 		{"sensor", "pipeline", map[string]any{
 			"name":            "Pipeline",

@@ -11,14 +11,21 @@ import (
 )
 
 // Handler answers one remote request: op is the topic remainder after <base>/request/ (for
-// example "config/get", "config/set", "mute") and body is the whole payload, a JSON object
-// ("{}" for an empty payload); "transaction" is left in it and echoed by this package. The
-// returned data becomes the response's "data"; a non-nil error becomes status "error" with
-// err.Error() as "error", so it must not carry secrets.
+// example "config/get", "config/set", "mute") and body is the payload: a JSON object ("{}"
+// for a payload of white space; "transaction" is left in it and echoed by this package; a
+// zero-byte message is no request and never reaches the handler), or, for a
+// payload that is not a JSON object, the payload itself with surrounding white space
+// removed: a plain command such as ON, OFF, true or false, as Home Assistant and Node-RED
+// send them (valid UTF-8, never starting with '{'). The returned data becomes the
+// response's "data"; a non-nil error becomes status "error" with err.Error() as "error", so
+// it must not carry secrets, nor Go internals.
 //
 // Requests run one at a time, in arrival order, on a goroutine of this package (never on
 // paho's), so a handler may block briefly; ctx ends when the Client is closed.
 type Handler func(ctx context.Context, op string, body []byte) (data any, err error)
+
+// IsPlain reports whether a request body is a plain payload rather than a JSON object.
+func IsPlain(body []byte) bool { return len(body) == 0 || body[0] != '{' }
 
 // MaxRequestBytes bounds a request payload; a larger one is answered with an error.
 const MaxRequestBytes = 256 << 10
@@ -27,9 +34,21 @@ const maxOpBytes = 128
 
 var (
 	errBusy      = errors.New("busy: too many requests waiting; retry later")
-	errRetained  = errors.New("retained request ignored: publish requests with retain=false")
 	errNoHandler = errors.New("remote requests are not handled by this device")
 )
+
+// retainedError refuses a request that arrived with the retain flag. The broker keeps a
+// retained request and hands it over again at every (re)subscription, so it would run again
+// at every reconnection, undoing whatever changed since. MQTT 3.1.1 flags a retained
+// message only when it is replayed at subscription time, not when it is delivered live, so
+// a retained request published while the device is connected runs once and is refused
+// from the next connection on (docs/mqtt.md): the answer says how to clear it.
+type retainedError struct{ topic string }
+
+func (e *retainedError) Error() string {
+	return fmt.Sprintf("retained request refused: it would run again at every reconnection. "+
+		"Send requests with retain off, and clear this one: mosquitto_pub -r -n -t '%s'", e.topic)
+}
 
 type request struct {
 	op          string
@@ -53,15 +72,18 @@ func parseRequest(op string, payload []byte) (request, error) {
 	}
 	trimmed := bytes.TrimSpace(payload)
 	if len(trimmed) == 0 {
-		// An empty payload is the natural way to ask "config/get" from a shell.
+		// White space only: a request without fields. (A zero-byte message never gets here:
+		// the client ignores it, as the clearing of a retained message.)
 		req.body = []byte("{}")
 		return req, nil
 	}
 	if trimmed[0] != '{' {
-		if !json.Valid(trimmed) {
-			return req, errors.New("malformed request: payload is not valid JSON")
+		// A plain payload (ON, true, ...): the handler decides what it means for its op.
+		if !utf8.Valid(trimmed) {
+			return req, errors.New("malformed request: payload is neither a JSON object nor UTF-8 text")
 		}
-		return req, errors.New(`malformed request: payload must be a JSON object such as {"transaction": "id", ...}`)
+		req.body = trimmed
+		return req, nil
 	}
 	// A map, not a struct: encoding/json matches struct fields case-insensitively and
 	// "Transaction" is not our key.
@@ -116,10 +138,11 @@ func buildResponse(transaction json.RawMessage, data any, err error) []byte {
 }
 
 // serve answers one request synchronously: envelope, handler (panics recovered), response.
-func serve(ctx context.Context, h Handler, op string, payload []byte, retained bool) (resp []byte, err error) {
+// retainedTopic is the request's topic when it arrived with the retain flag, else "".
+func serve(ctx context.Context, h Handler, op string, payload []byte, retainedTopic string) (resp []byte, err error) {
 	req, err := parseRequest(op, payload)
-	if err == nil && retained {
-		err = errRetained
+	if err == nil && retainedTopic != "" {
+		err = &retainedError{topic: retainedTopic}
 	}
 	if err == nil && h == nil {
 		err = errNoHandler

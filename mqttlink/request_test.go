@@ -7,6 +7,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 // echoHandler is the handler of the request tests: "echo" returns the body, "fail" an error,
@@ -14,6 +15,9 @@ import (
 func echoHandler(_ context.Context, op string, body []byte) (any, error) {
 	switch op {
 	case "echo", "config/get":
+		if IsPlain(body) {
+			return map[string]string{"plain": string(body)}, nil
+		}
 		return json.RawMessage(body), nil
 	case "fail":
 		return nil, errors.New("refused: bad value")
@@ -58,23 +62,26 @@ var requestCases = []struct {
 	{"unknown op", "nope", `{}`, false, "error", "unknown op", ""},
 	{"malformed JSON", "echo", `{"transaction":"t",`, false, "error", "malformed request", ""},
 	{"truncated", "echo", `{`, false, "error", "malformed request", ""},
-	{"not JSON", "echo", `mute please`, false, "error", "not valid JSON", ""},
-	{"array", "echo", `[1,2]`, false, "error", "must be a JSON object", ""},
-	{"string", "echo", `"hi"`, false, "error", "must be a JSON object", ""},
-	{"number", "mute", `1`, false, "error", "must be a JSON object", ""},
+	{"plain text", "echo", ` ON
+`, false, "ok", "", ""},
+	{"plain words", "echo", `mute please`, false, "ok", "", ""},
+	{"array is plain", "echo", `[1,2]`, false, "ok", "", ""},
+	{"JSON string is plain", "echo", `"hi"`, false, "ok", "", ""},
+	{"number is plain", "echo", `1`, false, "ok", "", ""},
+	{"plain, not UTF-8", "echo", "\xff\xfe", false, "error", "neither a JSON object nor UTF-8 text", ""},
 	{"trailing garbage", "echo", `{"a":1} x`, false, "error", "malformed request", ""},
 	{"two objects", "echo", `{"a":1}{"b":2}`, false, "error", "malformed request", ""},
 	{"invalid UTF-8 in op", "\xff", `{}`, false, "error", "UTF-8", ""},
 	{"empty op", "", `{"transaction":"t"}`, false, "error", "missing operation", ""},
 	{"long op", strings.Repeat("a", maxOpBytes+1), `{}`, false, "error", "longer than", ""},
 	{"too large", "echo", `{"transaction":"t","pad":"` + strings.Repeat("x", MaxRequestBytes) + `"}`, false, "error", "exceeds the limit", ""},
-	{"retained", "echo", `{"transaction":"r"}`, true, "error", "retained request ignored", `"r"`},
+	{"retained", "echo", `{"transaction":"r"}`, true, "error", "retained request refused", `"r"`},
 }
 
 func TestServeTable(t *testing.T) {
 	for _, tc := range requestCases {
 		t.Run(tc.name, func(t *testing.T) {
-			resp, _ := serve(context.Background(), echoHandler, tc.op, []byte(tc.payload), tc.retained)
+			resp, _ := serve(context.Background(), echoHandler, tc.op, []byte(tc.payload), retainedTopic(tc.op, tc.retained))
 			checkResponse(t, resp, tc.status, tc.errHas, tc.tx)
 			if tc.status == "ok" && tc.op == "echo" {
 				var r responseJSON
@@ -85,6 +92,13 @@ func TestServeTable(t *testing.T) {
 			}
 		})
 	}
+}
+
+func retainedTopic(op string, retained bool) string {
+	if retained {
+		return "harktest/dev/request/" + op
+	}
+	return ""
 }
 
 func checkResponse(t *testing.T, resp []byte, status, errHas, tx string) {
@@ -112,7 +126,7 @@ func checkResponse(t *testing.T, resp []byte, status, errHas, tx string) {
 }
 
 func TestNoHandler(t *testing.T) {
-	resp, err := serve(context.Background(), nil, "mute", []byte(`{"transaction":"a","muted":true}`), false)
+	resp, err := serve(context.Background(), nil, "mute", []byte(`{"transaction":"a","muted":true}`), "")
 	if !errors.Is(err, errNoHandler) {
 		t.Fatalf("err %v", err)
 	}
@@ -128,7 +142,7 @@ func FuzzServe(f *testing.F) {
 		}
 	}
 	f.Fuzz(func(t *testing.T, op string, payload []byte, retained bool) {
-		resp, _ := serve(context.Background(), echoHandler, op, payload, retained)
+		resp, _ := serve(context.Background(), echoHandler, op, payload, retainedTopic(op, retained))
 		var r responseJSON
 		if err := json.Unmarshal(resp, &r); err != nil {
 			t.Fatalf("response %q is not JSON: %v", resp, err)
@@ -145,8 +159,8 @@ func FuzzServe(f *testing.F) {
 				t.Fatalf("transaction %q not echoed in %s", req.transaction, resp)
 			}
 		}
-		if err == nil && !json.Valid(req.body) {
-			t.Fatalf("accepted body %q is not JSON", req.body)
+		if err == nil && !(isJSONObject(req.body) || IsPlain(req.body) && utf8.Valid(req.body)) {
+			t.Fatalf("accepted body %q is neither a JSON object nor plain text", req.body)
 		}
 	})
 }

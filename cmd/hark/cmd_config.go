@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/hark-audio/hark/agent"
 	"github.com/hark-audio/hark/config"
 )
 
@@ -17,20 +18,26 @@ import (
 // the secret). A bad configuration exits 1 with an error naming the key.
 func cmdConfig(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || args[0] != "check" {
-		fmt.Fprintln(stderr, "usage: hark config check [--config FILE] [--state-dir DIR] [-q]")
-		return errUsage
+		fs := newFlags("config", stdout, stderr)
+		if len(args) > 0 && strings.HasPrefix(args[0], "-") {
+			// hark config --help (or a flag before the subcommand)
+			if _, err := parseInterspersed(fs, args); err != nil {
+				return usageError(fs, err)
+			}
+		}
+		return usageError(fs, nil)
 	}
-	fs := newFlags("config check", stderr)
+	fs := newFlags("config check", stdout, stderr)
 	file := fs.String("config", defaultConfigFile(), "configuration file (default $HARK_CONFIG)")
 	stateDir := fs.String("state-dir", "", "state directory whose persisted remote changes to apply, as the service does\n(the service's is /var/lib/hark; default $STATE_DIRECTORY or the user's state directory)")
 	quiet := fs.Bool("q", false, "only validate: print nothing but errors and warnings")
 	pos, err := parseInterspersed(fs, args[1:])
 	if err != nil {
-		return errUsage
+		return usageError(fs, err)
 	}
 	if len(pos) > 0 {
 		fmt.Fprintf(stderr, "hark config check: unexpected argument %q\n", pos[0])
-		return errUsage
+		return usageError(fs, nil)
 	}
 	env := os.Environ()
 	if *stateDir != "" {
@@ -38,6 +45,9 @@ func cmdConfig(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		env = append(env, "STATE_DIRECTORY="+*stateDir)
 	}
 	l, err := config.Load(config.Options{File: *file, Environ: env})
+	if err == nil {
+		err = agent.Check(l, env) // what `hark run` refuses beyond the schema
+	}
 	if err != nil {
 		return &exitError{code: 1, err: fmt.Errorf("invalid configuration: %w", err)}
 	}

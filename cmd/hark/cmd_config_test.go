@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -69,5 +70,66 @@ func TestConfigCheck(t *testing.T) {
 	}
 	if code := Main([]string{"config"}, &out, &errb); code != 2 {
 		t.Fatalf("no subcommand: exit %d", code)
+	}
+}
+
+// TestConfigCheckEnvironment: `hark config check` reads HARK_* variables as the type of the
+// key they set, shows where each value came from, and a bad one fails naming the variable.
+func TestConfigCheckEnvironment(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("STATE_DIRECTORY", dir)
+	t.Setenv("HARK_CONFIG", "")
+	t.Setenv("HARK_CAPTURE_INPUT", "-")
+	t.Setenv("HARK_CAPTURE_BACKEND", "null")
+	t.Setenv("HARK_DEEPGRAM_KEYTERM", "hark, kitchen lights")
+	t.Setenv("HARK_MQTT_USERNAME", "user #2")
+	code, out, errOut := runHark("config", "check")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	for _, want := range []string{
+		`capture\.input +"-" +# env HARK_CAPTURE_INPUT\n`, `capture\.backend +"null" +# env HARK_CAPTURE_BACKEND\n`,
+		`deepgram\.keyterm +\["hark","kitchen lights"\] +# env`, `mqtt\.username +"user #2" +# env`,
+	} {
+		if !regexp.MustCompile(want).MatchString(out) {
+			t.Errorf("output does not match %q:\n%s", want, out)
+		}
+	}
+	t.Setenv("HARK_DEVICE_ID", "kitchen #2")
+	code, out, errOut = runHark("config", "check")
+	if code != 1 || !strings.Contains(errOut, "HARK_DEVICE_ID") || !strings.Contains(errOut, `"kitchen #2"`) || out != "" {
+		t.Errorf("device id with '#': exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	t.Setenv("HARK_DEVICE_ID", "kitchen-2")
+	t.Setenv("HARK_DEEPGRAM_KEEPALIVE", "5")
+	code, _, errOut = runHark("config", "check")
+	if code != 1 || !strings.Contains(errOut, "HARK_DEEPGRAM_KEEPALIVE") || !strings.Contains(errOut, "deepgram.keepalive") {
+		t.Errorf("duration without a unit: exit %d, stderr %q", code, errOut)
+	}
+}
+
+// TestSampleRateOnly16k: capture.sample_rate other than 16000 is refused with a message
+// that says why (it used to be accepted, shown as coming from the file, and ignored), from
+// the file, the environment and over MQTT alike (same validation).
+func TestSampleRateOnly16k(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("STATE_DIRECTORY", dir)
+	t.Setenv("HARK_CONFIG", "")
+	p := filepath.Join(dir, "hark.yaml")
+	os.WriteFile(p, []byte("capture:\n  sample_rate: 48000\n"), 0o600)
+	code, out, errOut := runHark("config", "check", "--config", p)
+	if code != 1 || out != "" || !strings.Contains(errOut, "capture.sample_rate: 48000 is not supported: hark captures at 16000 Hz") {
+		t.Errorf("sample_rate 48000 in the file: exit %d, stderr %q", code, errOut)
+	}
+	if code, _, errOut := runHark("run", "--config", p); code != exConfig || !strings.Contains(errOut, "capture.sample_rate") {
+		t.Errorf("hark run with sample_rate 48000: exit %d, stderr %q", code, errOut)
+	}
+	os.WriteFile(p, []byte("capture:\n  sample_rate: 16000\n"), 0o600)
+	if code, out, errOut := runHark("config", "check", "--config", p); code != 0 || !regexp.MustCompile(`capture\.sample_rate +16000 +# file`).MatchString(out) {
+		t.Errorf("sample_rate 16000: exit %d, stderr %q", code, errOut)
+	}
+	t.Setenv("HARK_CAPTURE_SAMPLE_RATE", "44100")
+	if code, _, errOut := runHark("config", "check", "--config", p); code != 1 || !strings.Contains(errOut, "(env HARK_CAPTURE_SAMPLE_RATE)") {
+		t.Errorf("HARK_CAPTURE_SAMPLE_RATE=44100: exit %d, stderr %q", code, errOut)
 	}
 }

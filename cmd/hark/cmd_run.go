@@ -21,16 +21,18 @@ import (
 // naming the key, before anything starts), build the agent, run it until SIGTERM/SIGINT or
 // the end of a file input, and reload the configuration on SIGHUP.
 func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("run", stderr)
-	file := fs.String("config", defaultConfigFile(), "configuration file (YAML)")
+	fs := newFlags("run", stdout, stderr)
+	file := fs.String("config", defaultConfigFile(), "configuration file (YAML); default $HARK_CONFIG")
 	if pos, err := parseInterspersed(fs, args); err != nil || len(pos) > 0 {
-		fs.Usage()
-		return errUsage
+		return usageError(fs, err)
 	}
 	oneProcessor()
 	opts := config.Options{File: *file}
 	loaded, err := config.Load(opts)
 	if err != nil {
+		return &exitError{exConfig, fmt.Errorf("invalid configuration: %w", err)}
+	}
+	if err := agent.Check(loaded, nil); err != nil {
 		return &exitError{exConfig, fmt.Errorf("invalid configuration: %w", err)}
 	}
 	log, level := logging.New(loaded.Config.Log.Format, loaded.Config.Log.Level, stderr)

@@ -17,6 +17,7 @@ import (
 	"github.com/hark-audio/hark/config"
 	"github.com/hark-audio/hark/uplink/batch"
 	"github.com/hark-audio/hark/uplink/live"
+	"golang.org/x/sys/unix"
 )
 
 // Exit statuses of `hark transcribe`, one per failure class so scripts can tell a
@@ -40,8 +41,10 @@ const transcribeUsage = `usage: hark transcribe FILE [--json] [--config FILE] [-
                        [--raw --sample-rate N --channels N --encoding linear16]
 
 Transcribes FILE through Deepgram's pre-recorded endpoint and prints the transcript
-(--json: the full response). FILE is a WAV file (any PCM or float layout, sent as is),
-or with --raw headerless audio described by the flags.
+(--json: the full response). FILE is an audio file sent as it is, its format recognised
+from its contents (not its name): WAV (any PCM or float layout, checked here), FLAC, MP3,
+Ogg (Opus, Vorbis), MP4/M4A, WebM, AAC, AIFF or AMR; or, with --raw, headerless audio
+described by the flags. An upload of 1 MB or more shows its progress on a terminal.
 
 exit status:
   0 ok             1 config/key/other      2 usage        3 unreadable input
@@ -52,8 +55,8 @@ exit status:
 
 // cmdTranscribe implements `hark transcribe`.
 func cmdTranscribe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("transcribe", stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, transcribeUsage) }
+	fs := newFlags("transcribe", stdout, stderr)
+	fs.Usage = func() { fmt.Fprint(fs.Output(), transcribeUsage) }
 	jsonOut := fs.Bool("json", false, "print the full JSON response")
 	cfgFile := fs.String("config", defaultConfigFile(), "configuration file")
 	raw := fs.Bool("raw", false, "FILE is headerless audio described by --encoding, --sample-rate, --channels")
@@ -63,12 +66,8 @@ func cmdTranscribe(ctx context.Context, args []string, stdout, stderr io.Writer)
 	language := fs.String("language", "", "language (default: deepgram.language)")
 	model := fs.String("model", "", "model (default: deepgram.model)")
 	pos, err := parseInterspersed(fs, args)
-	if err != nil {
-		return errUsage
-	}
-	if len(pos) != 1 {
-		fs.Usage()
-		return errUsage
+	if err != nil || len(pos) != 1 {
+		return usageError(fs, err)
 	}
 	path := pos[0]
 
@@ -136,8 +135,9 @@ func cmdTranscribe(ctx context.Context, args []string, stdout, stderr io.Writer)
 }
 
 // checkInput verifies the file locally, so a wrong file fails with a clear message
-// instead of a 400 from the service. WAV files are sent unchanged (Deepgram reads the
-// container), so any layout audio.NewWAVReader accepts is fine.
+// instead of a 400 from the service. The container is recognised by its signature; WAV
+// files are parsed (any layout audio.NewWAVReader accepts), other containers are the
+// service's to decode and are sent as they are.
 func checkInput(path string, raw bool) (int64, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -156,6 +156,18 @@ func checkInput(path string, raw bool) (int64, error) {
 	}
 	if raw {
 		return fi.Size(), nil
+	}
+	head := make([]byte, audio.SniffLen)
+	n, _ := io.ReadFull(f, head)
+	c, ok := audio.SniffContainer(head[:n])
+	if !ok {
+		return 0, fmt.Errorf("%s is not an audio file hark recognises (%s); for headerless audio use --raw --sample-rate N --channels N", path, audio.Containers)
+	}
+	if c.ContentType != "audio/wav" {
+		return fi.Size(), nil
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return 0, fmt.Errorf("cannot read %s: %w", path, unwrapPath(err))
 	}
 	wr, err := audio.NewWAVReader(f)
 	if err != nil {
@@ -227,13 +239,15 @@ func prerecordedOptions(d config.Deepgram) url.Values {
 	return batch.PrerecordedOptions(live.Query(d))
 }
 
+// isTerminal reports whether w is a terminal: a file the terminal ioctl answers for. Being
+// a character device is not enough (/dev/null is one, and so is a serial port).
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
 	if !ok {
 		return false
 	}
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
 }
 
 // progressWriter draws "uploading 42% (3.1/7.4 MB)" on one terminal line, at most

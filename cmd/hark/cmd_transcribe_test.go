@@ -3,17 +3,24 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
+	"io"
 	"math"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/hark-audio/hark/audio"
 	"github.com/hark-audio/hark/dgemu"
+	"github.com/hark-audio/hark/internal/audiotest"
 )
 
 // transcribeEnv starts an emulator and writes a config and key file pointing at it.
@@ -197,5 +204,129 @@ func TestTranscribeNoLeak(t *testing.T) {
 			t.Fatalf("goroutines: %d before, %d after\n%s", before, runtime.NumGoroutine(), buf[:runtime.Stack(buf, true)])
 		}
 		time.Sleep(10 * time.Millisecond) // pacing the poll
+	}
+}
+
+// TestTranscribeCompressedFormats: FLAC, MP3, Ogg (Vorbis, Opus), M4A, WebM... files made
+// by the real encoders are sent to the pre-recorded endpoint as they are (same bytes), with
+// the media type of their container, recognised by contents: a FLAC file named .wav is
+// FLAC. Only WAV is parsed locally; headerless audio without --raw is refused locally.
+func TestTranscribeCompressedFormats(t *testing.T) {
+	srv, cfg := transcribeEnv(t, "right-key")
+	srv.SetUtterances(slices.Repeat([]string{"Turn on the kitchen lights."}, 20))
+	dir := t.TempDir()
+	wav := toneWAV(t, 16000, 1, 16)
+	sent := 0
+	check := func(path, ctype string) {
+		t.Helper()
+		code, out, errOut := runHark("transcribe", path, "--config", cfg)
+		if code != 0 || strings.TrimSpace(out) != "Turn on the kitchen lights." {
+			t.Errorf("%s: exit %d, stdout %q, stderr %q", filepath.Base(path), code, out, errOut)
+			return
+		}
+		fi, _ := os.Stat(path)
+		reqs := srv.Requests()
+		if q := reqs[len(reqs)-1]; q.ContentType != ctype || q.BodyBytes != fi.Size() || q.Query.Get("encoding") != "" {
+			t.Errorf("%s: sent as %q, %d of %d bytes, encoding %q", filepath.Base(path), q.ContentType, q.BodyBytes, fi.Size(), q.Query.Get("encoding"))
+		}
+		sent++
+	}
+	for i, f := range audiotest.Formats {
+		if p := audiotest.Encode(t, wav, f, dir, fmt.Sprintf("speech%d", i)); p != "" {
+			check(p, f.ContentType)
+		}
+	}
+	// The contents decide, not the name.
+	if p := audiotest.Encode(t, wav, audiotest.Formats[0], dir, "flac-named"); p != "" {
+		named := filepath.Join(dir, "really-flac.wav")
+		os.Rename(p, named)
+		check(named, "audio/flac")
+	}
+	if sent < 3 {
+		t.Fatalf("only %d formats could be made here (sox, lame and opus-tools are test dependencies)", sent)
+	}
+	raw := filepath.Join(dir, "speech.pcm")
+	os.WriteFile(raw, audio.AppendPCM(nil, make([]int16, 16000)), 0o600)
+	if code, _, errOut := runHark("transcribe", raw, "--config", cfg); code != 3 || !strings.Contains(errOut, "not an audio file hark recognises (WAV, FLAC, MP3") || !strings.Contains(errOut, "--raw") {
+		t.Errorf("headerless audio without --raw: exit %d, stderr %q", code, errOut)
+	}
+}
+
+// TestIsTerminal: a terminal is what answers the terminal ioctl; /dev/null is a character
+// device but no terminal, so the upload progress must not be drawn there.
+func TestIsTerminal(t *testing.T) {
+	null, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer null.Close()
+	if isTerminal(null) {
+		t.Error("/dev/null taken for a terminal")
+	}
+	f, _ := os.Create(filepath.Join(t.TempDir(), "log"))
+	defer f.Close()
+	if isTerminal(f) || isTerminal(&bytes.Buffer{}) {
+		t.Error("a file or a buffer taken for a terminal")
+	}
+	_, slave := openPTY(t)
+	if !isTerminal(slave) {
+		t.Error("a pseudo-terminal not taken for a terminal")
+	}
+}
+
+// openPTY opens a pseudo-terminal pair (master, slave), closed when the test ends.
+func openPTY(t *testing.T) (*os.File, *os.File) {
+	t.Helper()
+	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Skipf("no pseudo-terminals here: %v", err)
+	}
+	t.Cleanup(func() { m.Close() })
+	if err := unix.IoctlSetPointerInt(int(m.Fd()), unix.TIOCSPTLCK, 0); err != nil {
+		t.Skipf("unlockpt: %v", err)
+	}
+	n, err := unix.IoctlGetInt(int(m.Fd()), unix.TIOCGPTN)
+	if err != nil {
+		t.Skipf("ptsname: %v", err)
+	}
+	s, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Skipf("open the pseudo-terminal: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return m, s
+}
+
+// TestTranscribeProgressOnTerminal: a large upload draws its progress when stderr is a
+// terminal (a real hark process on a pseudo-terminal), and not when it is a pipe.
+func TestTranscribeProgressOnTerminal(t *testing.T) {
+	_, cfg := transcribeEnv(t, "right-key")
+	big := filepath.Join(t.TempDir(), "long.wav")
+	pcm := make([]int16, 16000*40) // 1.28 MB: above the 1 MB the progress is drawn from
+	for i := 16000; i < 16000*3; i++ {
+		pcm[i] = int16(9000 * math.Sin(float64(i)/5))
+	}
+	os.WriteFile(big, append(audio.WAVHeader(2*len(pcm)), audio.AppendPCM(nil, pcm)...), 0o600)
+
+	master, slave := openPTY(t)
+	cmd := exec.Command(os.Args[0], "transcribe", big, "--config", cfg)
+	cmd.Env = append(os.Environ(), "HARK_TEST_MAIN=1")
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, slave
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	slave.Close() // the child holds its own copy; the master sees EOF (EIO) when it exits
+	term, _ := io.ReadAll(master)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("hark transcribe: %v, terminal: %q", err, term)
+	}
+	if !bytes.Contains(term, []byte("uploading")) || !bytes.Contains(term, []byte("100%")) {
+		t.Errorf("no progress on the terminal: %q", term)
+	}
+
+	code, _, errOut := runHark("transcribe", big, "--config", cfg) // stderr is a buffer
+	if code != 0 || strings.Contains(errOut, "uploading") {
+		t.Errorf("not a terminal: exit %d, stderr %q", code, errOut)
 	}
 }

@@ -27,12 +27,12 @@ const vadCSVHeader = "start_s,end_s,level_dbfs,floor_dbfs,speech,sent"
 // gate, with the same defaults and configuration layers (minus persisted remote changes),
 // run over a file as fast as it decodes.
 func cmdVAD(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("vad", stderr)
+	fs := newFlags("vad", stdout, stderr)
 	file := fs.String("config", defaultConfigFile(), "configuration file whose vad section is used")
 	csvOut := fs.Bool("csv", false, "print one CSV row per 100 ms frame instead of the tuning view")
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
-		return errUsage
+		return usageError(fs, err)
 	}
 	if len(pos) != 1 {
 		fmt.Fprintln(stderr, "usage: hark vad FILE.wav [--config FILE] [--csv]")

@@ -318,7 +318,8 @@ func responseLimit(dur time.Duration) int64 {
 const maxErrorBytes = 64 << 10
 
 // TranscribeFile uploads the file at path and returns the parsed response (Raw holds
-// the body). A WAV file (RIFF/WAVE) is sent as audio/wav; anything else as
+// the body). A WAV file (RIFF/WAVE) is sent as audio/wav, another recognised container
+// (FLAC, MP3, Ogg, MP4/M4A, WebM...) as is with its media type, anything else as
 // application/octet-stream, which needs encoding and sample_rate in opts. progress, if
 // not nil, is called as the body is sent (restarting from 0 on a retry).
 func (c *Client) TranscribeFile(ctx context.Context, path string, opts url.Values, progress func(sent, total int64)) (*Response, error) {
@@ -457,10 +458,22 @@ func (c *Client) TranscribeFile(ctx context.Context, path string, opts url.Value
 	return r, nil
 }
 
-// sniff picks the content type and estimates the audio duration (for the timeout).
+// compressedBytesPerSecond is the density assumed for compressed audio when estimating its
+// duration for the timeout: 16 kbit/s, as low as speech codecs go, so the estimate errs long.
+const compressedBytesPerSecond = 2000
+
+// sniff picks the content type and estimates the audio duration (for the timeout). Raw
+// audio (an encoding in the query) is application/octet-stream; otherwise the container is
+// recognised by its signature (audio.SniffContainer): WAV, FLAC, MP3, Ogg, MP4/M4A, WebM...
+// are sent as they are with their own media type.
 func sniff(f *os.File, size int64, q url.Values) (ctype string, dur time.Duration) {
-	var hdr [12]byte
-	if n, _ := io.ReadFull(f, hdr[:]); n == 12 && bytes.Equal(hdr[0:4], []byte("RIFF")) && bytes.Equal(hdr[8:12], []byte("WAVE")) {
+	var head [audio.SniffLen]byte
+	n, _ := io.ReadFull(f, head[:])
+	if c, ok := audio.SniffContainer(head[:n]); ok && q.Get("encoding") == "" && c.ContentType != "audio/wav" {
+		return c.ContentType, time.Duration(size * int64(time.Second) / compressedBytesPerSecond)
+	}
+	hdr := head[:min(n, 12)]
+	if len(hdr) == 12 && bytes.Equal(hdr[0:4], []byte("RIFF")) && bytes.Equal(hdr[8:12], []byte("WAVE")) {
 		ctype = "audio/wav"
 		if _, err := f.Seek(0, io.SeekStart); err == nil {
 			if wr, err := audio.NewWAVReader(f); err == nil {
