@@ -168,8 +168,11 @@ func applyEnv(c *Config, env []string, set map[string]string) ([]string, error) 
 			continue
 		}
 		var n yaml.Node
-		if err := yaml.Unmarshal([]byte(val), &n); err != nil || len(n.Content) == 0 {
-			// Not valid YAML on its own (or empty): take it as a plain string.
+		if err := yaml.Unmarshal([]byte(val), &n); err != nil || len(n.Content) == 0 ||
+			n.Content[0].Tag == "!!null" {
+			// Not valid YAML on its own, empty, or YAML's null ("null", "~"): take it as a
+			// plain string. An environment variable is never "unset" by its value, and
+			// HARK_CAPTURE_BACKEND=null means the null backend.
 			n = yaml.Node{Kind: yaml.DocumentNode, Content: []*yaml.Node{{Kind: yaml.ScalarNode, Tag: "!!str", Value: val}}}
 		}
 		doc := nestNode(strings.Split(l.path, "."), n.Content[0])

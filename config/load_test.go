@@ -336,6 +336,12 @@ func TestEnvOverrides(t *testing.T) {
 			t.Errorf("%s: got %v", kv, err)
 		}
 	}
+	// "null" is the text, not YAML's null: HARK_CAPTURE_BACKEND=null selects the null
+	// backend (it used to decode to "" and fail validation).
+	l, err = Load(Options{Environ: testEnv(t, "HARK_CAPTURE_BACKEND=null")})
+	if err != nil || l.Config.Capture.Backend != "null" {
+		t.Fatalf("HARK_CAPTURE_BACKEND=null: backend %q, %v", l.Config.Capture.Backend, err)
+	}
 	// An empty value is the empty string, not "unset".
 	_, err = Load(Options{Environ: testEnv(t, "HARK_DEEPGRAM_MODEL=")})
 	var ce *Error
