@@ -40,6 +40,15 @@ if [ -f /etc/apt/sources.list.d/debian.sources ]; then
 	: >"$root/etc/apt/sources.list"
 fi
 cp -L /etc/resolv.conf "$root/etc/resolv.conf"
+# A machine whose environment names its own TLS trust (SSL_CERT_FILE: a sandbox that
+# intercepts HTTPS adds its CA there) passes it on, as it does to CI; installing Debian's
+# ca-certificates inside must not replace it, so it lives outside that package's files.
+tls_env=()
+if [ -n "${SSL_CERT_FILE:-}" ] && [ -f "$SSL_CERT_FILE" ]; then
+	cp -L "$SSL_CERT_FILE" "$root/etc/ssl/machine-ca-bundle.crt" 2>/dev/null ||
+		{ mkdir -p "$root/etc/ssl" && cp -L "$SSL_CERT_FILE" "$root/etc/ssl/machine-ca-bundle.crt"; }
+	tls_env=(SSL_CERT_FILE=/etc/ssl/machine-ca-bundle.crt)
+fi
 printf '127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n' >"$root/etc/hosts"
 
 mount -t proc proc "$root/proc"
@@ -59,7 +68,7 @@ fi
 
 t1=$SECONDS
 status=0
-chroot "$root" /usr/bin/env -i HOME=/root LANG=C.UTF-8 CI=true TERM=dumb \
+chroot "$root" /usr/bin/env -i HOME=/root LANG=C.UTF-8 CI=true TERM=dumb "${tls_env[@]}" \
 	PATH=/usr/local/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
 	/bin/bash -c 'cd /root/hark && bash .ci/run </dev/null' || status=$?
 if [ "$status" = 0 ]; then
