@@ -168,11 +168,16 @@ func applyEnv(c *Config, env []string, set map[string]string) ([]string, error) 
 			continue
 		}
 		var n yaml.Node
-		if err := yaml.Unmarshal([]byte(val), &n); err != nil || len(n.Content) == 0 ||
-			n.Content[0].Tag == "!!null" {
-			// Not valid YAML on its own, empty, or YAML's null ("null", "~"): take it as a
-			// plain string. An environment variable is never "unset" by its value, and
-			// HARK_CAPTURE_BACKEND=null means the null backend.
+		// Values are YAML (numbers, booleans, durations, lists, quoted strings). One that is
+		// not valid YAML on its own, or empty, is a plain string; so is any value of a
+		// string key that YAML reads as null or as a collection: HARK_CAPTURE_BACKEND=null
+		// and HARK_CAPTURE_INPUT=- mean the text, not null and a list.
+		err := yaml.Unmarshal([]byte(val), &n)
+		plain := err != nil || len(n.Content) == 0
+		if !plain && l.typ.Kind() == reflect.String {
+			plain = n.Content[0].Kind != yaml.ScalarNode || n.Content[0].Tag == "!!null"
+		}
+		if plain {
 			n = yaml.Node{Kind: yaml.DocumentNode, Content: []*yaml.Node{{Kind: yaml.ScalarNode, Tag: "!!str", Value: val}}}
 		}
 		doc := nestNode(strings.Split(l.path, "."), n.Content[0])
