@@ -130,6 +130,7 @@ arch=$(field Architecture)
 case "$arch" in amd64|arm64|armhf) ;; *) fail "Architecture: $arch";; esac
 grep -q 'libasound2t64 | libasound2' <<<"$(field Depends)" || fail "Depends lacks libasound2: $(field Depends)"
 grep -q 'adduser' <<<"$(field Depends)" || fail "Depends lacks adduser"
+grep -q 'procps' <<<"$(field Depends)" || fail "Depends lacks procps (/bin/kill for ExecReload=)"
 ok "control: hark $(field Version) $arch, Depends: $(field Depends)"
 
 ctl=$(mktemp -d)

@@ -36,6 +36,9 @@ cmd deb-systemd-helper init-system-helpers
 cmd adduser adduser
 cmd unshare util-linux
 cmd readelf binutils
+# The unit's ExecReload= runs /bin/kill (procps; not in a minimal Debian), and
+# systemd-analyze verify checks that it exists.
+[ -x /bin/kill ] || need+=(procps)
 # Cross builds (make cross-check): the compilers, and the target C libraries' headers,
 # which the compilers only recommend (and --no-install-recommends leaves out); qemu-user
 # runs the arm builds.
