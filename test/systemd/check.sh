@@ -419,7 +419,7 @@ check_watchdog() {
 	grep -q "Watchdog timeout" <<<"$out" || fail "no watchdog timeout"
 	local lines dump
 	lines=$(ct journalctl --no-pager -q -o cat _SYSTEMD_INVOCATION_ID="$inv" | wc -l)
-	dump=$(grep -c '^goroutine [0-9]' <<<"$out")
+	dump=$(grep -cE 'hark\[[0-9]+\]: goroutine [0-9]+ \[' <<<"$out")
 	note "$(grep -E 'Watchdog|Main process exited|watchdog' <<<"$out" | head -n 5)"
 	note "the killed run wrote $lines journal lines"
 	[ "$dump" = 0 ] || fail "goroutine dump in the journal ($dump goroutines, $lines lines)"
