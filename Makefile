@@ -77,7 +77,9 @@ vad-train:
 # Cross builds, the .deb and their checks. ARCH is a Debian architecture: amd64, arm64
 # (64-bit Raspberry Pi OS, Pi 3/4/5) or armhf (ARMv7 hard-float: 32-bit OS on Pi 2 and
 # later; NOT Pi Zero/1, which are ARMv6). Cross builds need gcc-aarch64-linux-gnu and
-# gcc-arm-linux-gnueabihf; the checks also qemu-user-static, dpkg and systemd-analyze.
+# gcc-arm-linux-gnueabihf with their target C libraries (libc6-dev-arm64-cross,
+# libc6-dev-armhf-cross); the checks also qemu-user-static, dpkg and systemd-analyze
+# (scripts/install-test-deps.sh installs them all).
 ARCH         ?= amd64
 DIST         := dist
 NFPM_VERSION := v2.45.2
