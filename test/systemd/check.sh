@@ -315,6 +315,7 @@ check_reload() {
 	pid=$(prop MainPID)
 	c=$(mark)
 	ct sed -i 's/^\(  level: \)info/\1debug/' /etc/hark/hark.yaml
+	ct grep -q '^  level: debug' /etc/hark/hark.yaml || fail "could not set log.level to debug in the packaged hark.yaml"
 	ct systemctl reload hark || fail "reload failed"
 	ct sed -i 's/^\(  level: \)debug/\1info/' /etc/hark/hark.yaml
 	[ "$(prop MainPID)" = "$pid" ] || fail "reload restarted hark"
