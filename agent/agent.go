@@ -452,7 +452,7 @@ func (a *Agent) openCapture(ctx context.Context, cfg config.Config, ready func()
 		ready()
 		a.opts.Notifier.Progress()
 		t := time.NewTimer(wait.Delay(attempt - 2))
-	wait:
+	sleep:
 		for {
 			select {
 			case <-ctx.Done():
@@ -461,7 +461,7 @@ func (a *Agent) openCapture(ctx context.Context, cfg config.Config, ready func()
 			case <-heartbeat.C:
 				a.opts.Notifier.Progress()
 			case <-t.C:
-				break wait
+				break sleep
 			}
 		}
 		if src, err = capture.Open(ctx, ccfg); err == nil {
@@ -575,13 +575,12 @@ func (a *Agent) spoolSegment(seg live.Segment) {
 
 // contentTag identifies audio by its samples: the first 64 bits of their SHA-256, in hex.
 func contentTag(samples []int16) string {
-	h := sha256.New()
-	var b [2]byte
-	for _, v := range samples {
-		binary.LittleEndian.PutUint16(b[:], uint16(v))
-		h.Write(b[:])
+	b := make([]byte, 2*len(samples))
+	for i, v := range samples {
+		binary.LittleEndian.PutUint16(b[2*i:], uint16(v))
 	}
-	return hex.EncodeToString(h.Sum(nil)[:8])
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:8])
 }
 
 // contentTagOf extracts the content tag from a spool entry ID made by spoolSegment

@@ -706,3 +706,25 @@ func TestFileStopFitsBudgetAndNeverRespools(t *testing.T) {
 		t.Errorf("the replay did not say the audio was already spooled:\n%s", h.logs.String())
 	}
 }
+
+// TestContentTag: the tag depends on the samples only, and is found again in the IDs
+// spoolSegment makes (and in no other shape of ID).
+func TestContentTag(t *testing.T) {
+	a, b := []int16{1, 2, 3, -4}, []int16{1, 2, 3, -5}
+	if contentTag(a) != contentTag(append([]int16(nil), a...)) || contentTag(a) == contentTag(b) {
+		t.Fatal("the tag does not follow the samples")
+	}
+	tag := contentTag(a)
+	for id, want := range map[string]string{
+		"20261204T173938.598Z-" + tag:       tag,
+		"20261204T173938.598Z-5210c2ad":     "", // Put's own random suffix
+		"20261204T173938.598Z-zz" + tag[2:]: "", // not hex
+		tag:                                 "", // no start
+		"x-" + tag + "0":                    "", // too long
+	} {
+		got, ok := contentTagOf(id)
+		if got != want || ok != (want != "") {
+			t.Errorf("contentTagOf(%q) = %q, %v; want %q", id, got, ok, want)
+		}
+	}
+}
