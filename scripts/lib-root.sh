@@ -50,6 +50,11 @@ bookworm_root() {
 		touch "$tmp/.complete"
 		mv "$tmp" "$root"
 		trap - EXIT
+		# Roots of this name made from an older package list or recipe are not used again.
+		local old
+		for old in "$HARK_CACHE/roots/$name"-*; do
+			[ "$old" = "$root" ] || [ ! -d "$old" ] || rm -rf "$old"
+		done
 	) 9>"$HARK_CACHE/roots/.lock-$name" || return 1
 	echo "$root"
 }
