@@ -8,6 +8,9 @@
 //
 // Start order: spool, publisher (MQTT connects in the background), uploader, capture (a
 // missing microphone is waited for, with the state saying so), live uplink, then READY.
+// READY does not wait for a microphone: while one is waited for, the service is up
+// (publishing, transcribing the spool, saying "waiting for device"), so READY is sent when
+// the wait begins and the retry loop reports progress to the watchdog.
 //
 // Goroutines (each started and waited for by Run):
 //   - the audio loop (Run's own goroutine): capture frames → gate → uplink; the only
@@ -29,10 +32,16 @@
 //     prints everything it can): the spool keeps whatever is left for the next start;
 //  5. publish the final state and availability offline, flush and disconnect MQTT: last, so
 //     every transcript produced by 3 and 4 has been queued before it.
+//
+// The whole stop fits in StopBudget, under the unit's TimeoutStopSec: steps 3 and 4 share
+// what is left after keeping the last part of it for step 5.
 package agent
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -42,6 +51,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -76,6 +86,15 @@ func (nopNotifier) Progress()     {}
 // retrying will not fix (the command exits with EX_CONFIG so systemd stops restarting).
 var ErrNoAPIKey = config.ErrNoDeepgramAuth
 
+// StopBudget bounds a graceful stop, from STOPPING=1 to the return of Run. systemd
+// SIGKILLs a service still stopping after TimeoutStopSec (30 s in hark.service), and a
+// killed file run is restarted and replays its input, so the budget leaves a margin for
+// the process exit under load.
+const StopBudget = 25 * time.Second
+
+// publishReserve is the part of the stop budget kept for flushing MQTT (step 5).
+const publishReserve = 5 * time.Second
+
 // ConfigError wraps errors that come from the configuration or the secrets it points to.
 type ConfigError struct{ Err error }
 
@@ -96,6 +115,8 @@ type Options struct {
 	Environ []string
 	// Version is reported in health and Home Assistant discovery.
 	Version string
+	// StopBudget overrides the package's StopBudget (tests).
+	StopBudget time.Duration
 }
 
 // Agent is one running hark.
@@ -125,6 +146,11 @@ type Agent struct {
 
 	st       stateTracker
 	counters counters
+
+	// spooledTags are the content tags of the entries in the spool at start: audio already
+	// there (a file replayed after a restart) is not spooled twice. Read-only after Run
+	// seeds it.
+	spooledTags map[string]bool
 }
 
 // New checks what can be checked before anything starts: secrets are readable and the
@@ -185,6 +211,12 @@ func (a *Agent) Run(ctx context.Context) error {
 		return fmt.Errorf("open spool: %w", err)
 	}
 	a.spool = sp
+	a.spooledTags = map[string]bool{}
+	for _, e := range sp.Pending() {
+		if tag, ok := contentTagOf(e.Meta.ID); ok {
+			a.spooledTags[tag] = true
+		}
+	}
 
 	// 2. Publishing: MQTT connects in the background and never blocks what follows.
 	pub, err := a.newPublisher(cfg)
@@ -211,13 +243,18 @@ func (a *Agent) Run(ctx context.Context) error {
 	loadDone := make(chan struct{})
 	go func() { defer close(loadDone); a.uploader.Run(loadCtx) }()
 
-	// 4. Capture: READY is only sent once it is open.
-	src, err := a.openCapture(ctx, cfg)
+	// 4. Capture. A microphone that is not there yet is waited for; READY goes out when
+	//    the wait begins (the service is up), or below once capture opened.
+	ready := sync.OnceFunc(a.opts.Notifier.Ready)
+	src, err := a.openCapture(ctx, cfg, ready)
 	if err != nil {
+		a.opts.Notifier.Stopping()
 		loadCancel()
 		<-loadDone
 		a.st.set(func(s *State) { s.Pipeline = "stopped" })
-		a.pub.Close(context.Background())
+		pubCtx, pubCancel := context.WithTimeout(context.Background(), publishReserve)
+		a.pub.Close(pubCtx)
+		pubCancel()
 		if ctx.Err() != nil {
 			a.log.Info("stopped while waiting for the capture device")
 			return nil
@@ -249,17 +286,29 @@ func (a *Agent) Run(ctx context.Context) error {
 	go func() { defer close(hkDone); a.housekeeping(hkCtx) }()
 
 	a.st.set(func(s *State) { s.Pipeline = "running"; s.Muted = a.muted.Load() })
-	a.opts.Notifier.Ready()
+	ready()
 	a.log.Info("hark running", "device_id", cfg.DeviceID, "input", inputName(cfg), "mqtt", cfg.MQTT.Broker != "")
 
 	fileEnded := a.audioLoop(ctx)
 
-	// Graceful stop, in the order documented in the package comment.
+	// Graceful stop, in the order documented in the package comment, inside the budget.
 	a.opts.Notifier.Stopping()
 	a.st.set(func(s *State) { s.Pipeline = "stopping"; s.Speech = false })
-	stopCtx, stopCancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer stopCancel()
-	if err := a.uplink.Close(stopCtx); err != nil {
+	budget := a.opts.StopBudget
+	if budget <= 0 {
+		budget = StopBudget
+	}
+	stopDeadline := time.Now().Add(budget)
+	// Steps 3 and 4 end before the reserve for MQTT begins; the uplink close alone gets at
+	// most 15 s of that.
+	drainDeadline := stopDeadline.Add(-min(publishReserve, budget/4))
+	closeDeadline := time.Now().Add(15 * time.Second)
+	if drainDeadline.Before(closeDeadline) {
+		closeDeadline = drainDeadline
+	}
+	closeCtx, closeCancel := context.WithDeadline(context.Background(), closeDeadline)
+	defer closeCancel()
+	if err := a.uplink.Close(closeCtx); err != nil {
 		a.log.Warn("live uplink did not close cleanly", "err", err)
 	}
 	// The uplink's Run goroutine delivers the last results and hands every segment it did
@@ -269,7 +318,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	close(a.toSpool) // the uplink hands over nothing more
 	<-spDone
 	if fileEnded {
-		a.drainSpool(30 * time.Second)
+		a.drainSpool(time.Until(drainDeadline))
 	}
 	loadCancel()
 	<-loadDone
@@ -277,9 +326,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	<-hkDone
 	a.st.set(func(s *State) { s.Pipeline = "stopped" })
 	a.publishHealth()
-	// Its own deadline: the spool drain above may have used up stopCtx, and what it
-	// produced still has to be flushed.
-	pubCtx, pubCancel := context.WithTimeout(context.Background(), 15*time.Second)
+	// The rest of the budget, at least the reserve: what the steps above produced still has
+	// to be flushed.
+	pubCtx, pubCancel := context.WithDeadline(context.Background(), stopDeadline)
 	defer pubCancel()
 	if err := a.pub.Close(pubCtx); err != nil {
 		a.log.Warn("publisher did not close cleanly", "err", err)
@@ -399,6 +448,10 @@ func (a *Agent) drainSpool(limit time.Duration) {
 	if a.spool.Stats().Entries == 0 {
 		return
 	}
+	if limit <= 0 {
+		a.log.Warn("no time left to drain the spool; it will be transcribed at the next start", "entries", a.spool.Stats().Entries)
+		return
+	}
 	a.log.Info("waiting for spooled speech to be transcribed", "entries", a.spool.Stats().Entries, "limit", limit)
 	a.uploader.Kick()
 	deadline := time.NewTimer(limit)
@@ -419,7 +472,11 @@ func (a *Agent) drainSpool(limit time.Duration) {
 // not yet plugged in at boot, a sound server not yet up) is retried with backoff until it
 // appears or ctx ends, with the state saying so, rather than exiting into a restart loop
 // that systemd's start limit would end; a file or stdin that cannot be read is an error.
-func (a *Agent) openCapture(ctx context.Context, cfg config.Config) (*capture.Source, error) {
+//
+// ready is called when the wait begins: waiting is a running state. While it waits, the
+// loop reports progress every second, so the watchdog sees a live retry loop and still
+// catches one stuck inside capture.Open.
+func (a *Agent) openCapture(ctx context.Context, cfg config.Config, ready func()) (*capture.Source, error) {
 	ccfg := a.captureConfig(cfg)
 	src, err := capture.Open(ctx, ccfg)
 	if err == nil || cfg.Capture.Input != "" {
@@ -430,17 +487,27 @@ func (a *Agent) openCapture(ctx context.Context, cfg config.Config) (*capture.So
 	// Exponential with jitter, capped: many devices rebooting together do not retry in
 	// step, and a device that appears is picked up within half a minute.
 	wait := backoff.Policy{Min: time.Second, Max: 30 * time.Second}
+	heartbeat := time.NewTicker(time.Second)
+	defer heartbeat.Stop()
 	for attempt := 2; ; attempt++ {
 		a.st.set(func(s *State) {
 			s.Pipeline = "waiting_for_device"
 			s.Capture = CaptureState{State: "unavailable", LastError: err.Error()}
 		})
+		ready()
+		a.opts.Notifier.Progress()
 		t := time.NewTimer(wait.Delay(attempt - 2))
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil, ctx.Err()
-		case <-t.C:
+	sleep:
+		for {
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return nil, ctx.Err()
+			case <-heartbeat.C:
+				a.opts.Notifier.Progress()
+			case <-t.C:
+				break sleep
+			}
 		}
 		if src, err = capture.Open(ctx, ccfg); err == nil {
 			a.log.Info("capture device available", "attempts", attempt)
@@ -538,7 +605,16 @@ func (a *Agent) spoolSegment(seg live.Segment) {
 	}
 	cfg := a.cfg()
 	samples := segmentSamples(seg.Frames)
-	meta := spool.Meta{Start: seg.Start, DeviceID: cfg.DeviceID, Options: batchOptions(cfg.Deepgram), Reason: seg.Reason}
+	// The content tag names the entry, so the next start knows what is already spooled: a
+	// file or stdin run that systemd restarts replays the same audio, which must not be
+	// spooled (and transcribed, and published) twice.
+	tag := contentTag(samples)
+	if a.spooledTags[tag] {
+		a.log.Info("speech already in the spool; not spooled again", "start", seg.Start, "tag", tag)
+		return
+	}
+	meta := spool.Meta{ID: seg.Start.UTC().Format("20060102T150405.000Z") + "-" + tag, Start: seg.Start,
+		DeviceID: cfg.DeviceID, Options: batchOptions(cfg.Deepgram), Reason: seg.Reason}
 	if _, err := a.spool.Put(meta, samples); err != nil {
 		a.counters.spoolErrors.Add(1)
 		a.log.Error("speech could not be spooled and is lost", "start", seg.Start, "seconds", float64(len(samples))/audio.SampleRate, "err", err)
@@ -574,6 +650,30 @@ func segmentSamples(frames []audio.Frame) []int16 {
 		samples = append(samples, f.Samples...)
 	}
 	return samples
+}
+
+// contentTag identifies audio by its samples: the first 64 bits of their SHA-256, in hex.
+func contentTag(samples []int16) string {
+	b := make([]byte, 2*len(samples))
+	for i, v := range samples {
+		binary.LittleEndian.PutUint16(b[2*i:], uint16(v))
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:8])
+}
+
+// contentTagOf extracts the content tag from a spool entry ID made by spoolSegment
+// ("<start>-<16 hex digits>"); IDs without one (older entries) have none.
+func contentTagOf(id string) (string, bool) {
+	i := strings.LastIndexByte(id, '-')
+	if i < 0 || len(id)-i-1 != 16 {
+		return "", false
+	}
+	tag := id[i+1:]
+	if _, err := hex.DecodeString(tag); err != nil {
+		return "", false
+	}
+	return tag, true
 }
 
 // batchOptions are the pre-recorded query options matching the live ones, without the raw

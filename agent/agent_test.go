@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -638,20 +639,24 @@ func countSource(us []transcript.Utterance, s transcript.Source) (n int) {
 	return n
 }
 
-// statusNotifier records what the agent tells systemd.
+// statusNotifier records what the agent tells systemd. A second READY panics (close of a
+// closed channel).
 type statusNotifier struct {
-	status chan string
-	ready  chan struct{}
+	status   chan string
+	ready    chan struct{}
+	progress atomic.Int64
 }
 
 func (n *statusNotifier) Ready()          { close(n.ready) }
 func (n *statusNotifier) Status(s string) { n.status <- s }
 func (n *statusNotifier) Stopping()       {}
-func (n *statusNotifier) Progress()       {}
+func (n *statusNotifier) Progress()       { n.progress.Add(1) }
 
 // TestWaitsForMissingMicrophone: a microphone that cannot be opened at start (here: the
-// PulseAudio backend with no server) is retried, not fatal. The state says why, READY is
-// not sent, and a stop while waiting is a clean exit.
+// PulseAudio backend with no server) is retried, not fatal. Waiting is a running state:
+// STATUS says "waiting for device" and why, READY is sent (start-up, and the boot, must
+// not wait for a USB microphone), the retry loop keeps the watchdog fed, and a stop while
+// waiting is a clean exit.
 func TestWaitsForMissingMicrophone(t *testing.T) {
 	leaktest.Check(t)
 	dir := t.TempDir()
@@ -672,12 +677,27 @@ func TestWaitsForMissingMicrophone(t *testing.T) {
 	for waiting := false; !waiting; {
 		select {
 		case s := <-n.status:
-			waiting = strings.HasPrefix(s, "waiting_for_device") && strings.Contains(s, "capture unavailable")
-		case <-n.ready:
-			t.Fatal("READY sent without a capture device")
+			waiting = strings.HasPrefix(s, "waiting for device") && strings.Contains(s, "capture unavailable")
 		case <-deadline:
 			t.Fatal("the state never said it was waiting for the device")
 		}
+	}
+	select {
+	case <-n.ready:
+	case <-deadline:
+		t.Fatal("READY not sent while waiting for the device: the unit would stay activating")
+	}
+	// The heartbeat beats once a second: two more beats prove the loop reports progress
+	// while it waits, not only at its first attempt.
+	for p0 := n.progress.Load(); n.progress.Load() < p0+2; {
+		select {
+		case <-deadline:
+			t.Fatal("no watchdog progress while waiting for the device")
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	if st := h.agent.st.get(); st.Pipeline != "waiting_for_device" {
+		t.Errorf("state pipeline %q, want waiting_for_device", st.Pipeline)
 	}
 	if st := h.agent.st.get(); st.Capture.State != "unavailable" || st.Capture.LastError == "" {
 		t.Errorf("state %+v, want capture unavailable with the reason", st)
@@ -693,5 +713,68 @@ func TestWaitsForMissingMicrophone(t *testing.T) {
 	}
 	if len(emu.Sessions()) != 0 {
 		t.Error("a stream was opened without audio")
+	}
+}
+
+// TestFileStopFitsBudgetAndNeverRespools: a file (here stdin) input that ends while its
+// speech sits in the spool, Deepgram unreachable, stops within the stop budget instead of
+// waiting out a 30 s drain (under systemd that overran TimeoutStopSec, the SIGKILL
+// restarted hark and the input was replayed); and the replay, a second run over the same
+// spool, does not spool the same audio again.
+func TestFileStopFitsBudgetAndNeverRespools(t *testing.T) {
+	leaktest.Check(t)
+	d := loadDemo(t)
+	emu := dgemu.NewServer(dgemu.Config{})
+	emu.Close() // its address now refuses connections: live and pre-recorded are down
+	spoolDir := filepath.Join(t.TempDir(), "spool")
+	run := func() (time.Duration, *harness) {
+		h := newHarness(t, emu, "capture:\n  realtime: true\nspool:\n  dir: "+spoolDir+"\n")
+		h.agent.opts.StopBudget = 3 * time.Second
+		h.start()
+		pos := 0.0
+		h.feedSentence(d, 0, &pos, 1.5)
+		t0 := time.Now()
+		h.endInput()
+		return time.Since(t0), h
+	}
+	took, h := run()
+	first := h.agent.spool.Stats().Entries
+	if first == 0 {
+		t.Fatalf("nothing spooled with Deepgram unreachable:\n%s", h.logs.String())
+	}
+	// The budget is 3 s; the old drain alone waited 30 s. The margin is for a loaded machine.
+	if took > 15*time.Second {
+		t.Errorf("stop took %s with a 3 s budget", took.Round(time.Millisecond))
+	}
+	t.Logf("stopped %s after the end of input, %d entries spooled", took.Round(time.Millisecond), first)
+
+	_, h = run()
+	if got := h.agent.spool.Stats().Entries; got != first {
+		t.Errorf("replaying the same audio: %d spool entries, want %d (spooled twice)", got, first)
+	}
+	if !strings.Contains(h.logs.String(), "already in the spool") {
+		t.Errorf("the replay did not say the audio was already spooled:\n%s", h.logs.String())
+	}
+}
+
+// TestContentTag: the tag depends on the samples only, and is found again in the IDs
+// spoolSegment makes (and in no other shape of ID).
+func TestContentTag(t *testing.T) {
+	a, b := []int16{1, 2, 3, -4}, []int16{1, 2, 3, -5}
+	if contentTag(a) != contentTag(append([]int16(nil), a...)) || contentTag(a) == contentTag(b) {
+		t.Fatal("the tag does not follow the samples")
+	}
+	tag := contentTag(a)
+	for id, want := range map[string]string{
+		"20261204T173938.598Z-" + tag:       tag,
+		"20261204T173938.598Z-5210c2ad":     "", // Put's own random suffix
+		"20261204T173938.598Z-zz" + tag[2:]: "", // not hex
+		tag:                                 "", // no start
+		"x-" + tag + "0":                    "", // too long
+	} {
+		got, ok := contentTagOf(id)
+		if got != want || ok != (want != "") {
+			t.Errorf("contentTagOf(%q) = %q, %v; want %q", id, got, ok, want)
+		}
 	}
 }

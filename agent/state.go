@@ -58,10 +58,14 @@ type stateTracker struct {
 	a  *Agent
 	mu sync.Mutex
 	s  State
+	// spoolBusy is signalled when the spool holds entries, so housekeeping follows it
+	// until it is empty again.
+	spoolBusy chan struct{}
 }
 
 func (t *stateTracker) init(a *Agent) {
 	t.a = a
+	t.spoolBusy = make(chan struct{}, 1)
 	t.s = State{Pipeline: "starting", Uplink: UplinkState{State: "idle"}}
 }
 
@@ -110,12 +114,20 @@ func (t *stateTracker) touchSpool() {
 		}
 	}
 	t.set(func(s *State) { s.Spool = sp })
+	if st.Entries > 0 {
+		select {
+		case t.spoolBusy <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // statusLine is the one-line systemd STATUS=.
 func statusLine(s State) string {
 	var b strings.Builder
-	b.WriteString(s.Pipeline)
+	// Words for people: "waiting for device", where the state payload says
+	// "waiting_for_device".
+	b.WriteString(strings.ReplaceAll(s.Pipeline, "_", " "))
 	if s.Muted {
 		b.WriteString(", muted")
 	}
@@ -193,12 +205,20 @@ func round(v float64, digits int) float64 {
 	return math.Round(v*p) / p
 }
 
-// housekeeping publishes health periodically until ctx is done.
+// housekeeping publishes health periodically until ctx is done. While the spool holds
+// entries it also refreshes the spool gauges every second: the uploader completes entries
+// after publishing their transcripts without telling the agent, and STATUS and the state
+// must not show an emptied spool until the next health tick. An empty spool costs no
+// wake-ups.
 func (a *Agent) housekeeping(ctx context.Context) {
 	interval := a.cfg().MQTT.HealthInterval.D()
 	t := time.NewTicker(interval)
 	defer t.Stop()
+	spoolTick := time.NewTicker(time.Second)
+	spoolTick.Stop()
+	defer spoolTick.Stop()
 	a.publishHealth()
+	a.st.touchSpool()
 	for {
 		select {
 		case <-ctx.Done():
@@ -206,6 +226,13 @@ func (a *Agent) housekeeping(ctx context.Context) {
 		case <-t.C:
 			a.st.touchSpool()
 			a.publishHealth()
+		case <-a.st.spoolBusy:
+			spoolTick.Reset(time.Second)
+		case <-spoolTick.C:
+			a.st.touchSpool()
+			if a.st.get().Spool.Entries == 0 {
+				spoolTick.Stop()
+			}
 		}
 	}
 }

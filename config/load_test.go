@@ -339,6 +339,13 @@ func TestEnvOverrides(t *testing.T) {
 			t.Errorf("%s: got %v", kv, err)
 		}
 	}
+	// "null" is the text, not YAML's null: HARK_CAPTURE_BACKEND=null selects the null
+	// backend (it used to decode to "" and fail validation).
+	// Likewise "-" (stdin) is the text, not a YAML list.
+	l, err = Load(Options{Environ: testEnv(t, "HARK_CAPTURE_BACKEND=null", "HARK_CAPTURE_INPUT=-")})
+	if err != nil || l.Config.Capture.Backend != "null" || l.Config.Capture.Input != "-" {
+		t.Fatalf("HARK_CAPTURE_BACKEND=null HARK_CAPTURE_INPUT=-: backend %q, input %q, %v", l.Config.Capture.Backend, l.Config.Capture.Input, err)
+	}
 	// An empty value is the empty string, not "unset".
 	_, err = Load(Options{Environ: testEnv(t, "HARK_DEEPGRAM_MODEL=")})
 	var ce *Error

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -116,8 +117,14 @@ func Secret(file, credName, envName string, environ []string) (value, from strin
 	}
 	if dir, ok := getenv("CREDENTIALS_DIRECTORY"); ok && dir != "" {
 		p := filepath.Join(dir, credName)
-		if v, err := read(p); err == nil && v != "" {
+		v, err := read(p)
+		switch {
+		case err == nil && v != "":
 			return v, "systemd credential " + credName, nil
+		case err != nil && !errors.Is(err, fs.ErrNotExist):
+			// There but unreadable: say so, rather than "no key" and a hunt for a file
+			// that exists. The message has the name and the reason, never the content.
+			return "", "", fmt.Errorf("read systemd credential %s (%s): %w", credName, p, unwrapPathErr(err))
 		}
 	}
 	if v, ok := getenv(envName); ok && v != "" {

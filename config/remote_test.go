@@ -262,6 +262,15 @@ func TestSecret(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "missing") || !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("missing file: %v", err)
 	}
+	// A credential that is there but cannot be read is that error, naming the credential
+	// and the reason, not "no key" (nor a silent fall-through to the environment). Root
+	// reads any mode, so the unreadable credential here is a directory.
+	bad := filepath.Join(dir, "bad-creds")
+	os.MkdirAll(filepath.Join(bad, "deepgram-api-key"), 0o700)
+	_, _, err = Secret("", "deepgram-api-key", "DEEPGRAM_API_KEY", []string{"CREDENTIALS_DIRECTORY=" + bad, "DEEPGRAM_API_KEY=from-env"})
+	if err == nil || !strings.Contains(err.Error(), "systemd credential deepgram-api-key") || !strings.Contains(err.Error(), "is a directory") {
+		t.Fatalf("unreadable credential: %v", err)
+	}
 	// nil environ reads the process environment.
 	t.Setenv("HARK_TEST_SECRET", "proc-env")
 	t.Setenv("CREDENTIALS_DIRECTORY", "")

@@ -46,11 +46,13 @@ live() {
 	if getent passwd hark >/dev/null; then fail "user hark exists before install"; fi
 	out=$($dpkg -i "$deb" </dev/null 2>&1) || fail "dpkg -i: $out"
 	grep -q "no Deepgram API key yet" <<<"$out" || fail "postinst did not say the key is missing: $out"
+	if grep -qi "warning\|can't be accessed" <<<"$out"; then fail "the install printed a warning: $out"; fi
 	ok "installed"
 
 	IFS=: read -r _ _ uid _ _ home shell < <(getent passwd hark) || fail "user hark not created"
 	[ "$uid" -lt 1000 ] || fail "hark is not a system user (uid $uid)"
 	[ "$home" = /var/lib/hark ] || fail "home $home"
+	expect_mode /var/lib/hark 700 hark:hark
 	case "$shell" in */nologin|/bin/false) ;; *) fail "login shell $shell";; esac
 	getent group hark >/dev/null || fail "group hark not created"
 	id -nG hark | tr ' ' '\n' | grep -qx audio || fail "hark is not in group audio: $(id -nG hark)"
@@ -128,6 +130,7 @@ arch=$(field Architecture)
 case "$arch" in amd64|arm64|armhf) ;; *) fail "Architecture: $arch";; esac
 grep -q 'libasound2t64 | libasound2' <<<"$(field Depends)" || fail "Depends lacks libasound2: $(field Depends)"
 grep -q 'adduser' <<<"$(field Depends)" || fail "Depends lacks adduser"
+grep -q 'procps' <<<"$(field Depends)" || fail "Depends lacks procps (/bin/kill for ExecReload=)"
 ok "control: hark $(field Version) $arch, Depends: $(field Depends)"
 
 ctl=$(mktemp -d)

@@ -13,6 +13,9 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/hark-audio/hark/agent"
 )
 
 const unitFile = "hark.service"
@@ -84,6 +87,16 @@ func TestUnitSettings(t *testing.T) {
 	}
 	if ws := one("WatchdogSec"); ws == "" || ws == "0" || ws == "infinity" {
 		t.Errorf("WatchdogSec=%q: the progress watchdog needs one", ws)
+	}
+	// hark's own stop budget fits the stop timeout with room for the exit (a stop that
+	// overran it was SIGKILLed and, with a file input, restarted and replayed); start-up
+	// does not wait for a microphone, so a hanging start may fail.
+	stop, err := time.ParseDuration(one("TimeoutStopSec"))
+	if err != nil || stop < agent.StopBudget+3*time.Second {
+		t.Errorf("TimeoutStopSec=%s: want at least agent.StopBudget (%s) + 3 s", one("TimeoutStopSec"), agent.StopBudget)
+	}
+	if ts := one("TimeoutStartSec"); ts == "infinity" || ts == "0" {
+		t.Errorf("TimeoutStartSec=%s: READY does not wait for a device, so the start must be bounded", ts)
 	}
 	// The credentials the daemon reads (config.Secret's credential names), from the
 	// placeholder files the package installs.

@@ -5,10 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"runtime"
+	"strings"
+	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/hark-audio/hark/agent"
 	"github.com/hark-audio/hark/config"
@@ -53,6 +57,14 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	// SIGABRT is how systemd's watchdog ends a stalled hark (WatchdogSignal=). Go's default
+	// for it, a dump of every goroutine and exit status 2, put hundreds of lines in the
+	// journal and read as "status=2/INVALIDARGUMENT"; hark says what stalled instead, at
+	// err, stops as gracefully as the stall allows and exits EX_SOFTWARE.
+	abrt := make(chan os.Signal, 1)
+	signal.Notify(abrt, syscall.SIGABRT)
+	defer signal.Stop(abrt)
+	var watchdogStop atomic.Bool
 	reloadDone := make(chan struct{})
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -61,6 +73,22 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		for {
 			select {
 			case <-runCtx.Done():
+				return
+			case <-abrt:
+				watchdogStop.Store(true)
+				log.Error("stopped by the service manager (SIGABRT: the systemd watchdog saw no progress); stopping",
+					"stalled", strings.Join(notifier.Stalled(), ","), "watchdog", notifier.WatchdogInterval())
+				if log.Enabled(context.Background(), slog.LevelDebug) {
+					buf := make([]byte, 1<<20)
+					log.Debug("goroutines at the watchdog stop", "stacks", string(buf[:runtime.Stack(buf, true)]))
+				}
+				// A stall may also hold up the graceful stop: it gets a bounded time, well
+				// inside systemd's wait before SIGKILL.
+				time.AfterFunc(abortGrace, func() {
+					log.Error("graceful stop after the watchdog did not finish; exiting", "waited", abortGrace)
+					os.Exit(exSoftware)
+				})
+				cancel()
 				return
 			case <-hup:
 				notifier.Reloading()
@@ -77,6 +105,9 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	var ce *agent.ConfigError
 	if errors.Is(err, agent.ErrNoAPIKey) || errors.As(err, &ce) {
 		return &exitError{exConfig, err}
+	}
+	if err == nil && watchdogStop.Load() {
+		return &exitError{exSoftware, errors.New("stopped by the systemd watchdog")}
 	}
 	return err
 }
@@ -96,6 +127,13 @@ func oneProcessor() {
 		runtime.GOMAXPROCS(1)
 	}
 }
+
+// exSoftware is EX_SOFTWARE from sysexits.h: the exit status after the watchdog stopped a
+// stalled hark (systemd shows "status=70/SOFTWARE" and restarts it).
+const exSoftware = 70
+
+// abortGrace bounds the graceful stop after the watchdog's SIGABRT.
+const abortGrace = 10 * time.Second
 
 // exConfig is EX_CONFIG from sysexits.h. The unit lists it in RestartPreventExitStatus: a
 // configuration problem is not fixed by restarting, and restart loops hide the message.

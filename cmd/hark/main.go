@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"strconv"
@@ -16,6 +17,7 @@ import (
 	"syscall"
 	"text/tabwriter"
 
+	"github.com/hark-audio/hark/internal/logging"
 	"github.com/hark-audio/hark/internal/version"
 )
 
@@ -102,10 +104,10 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		case errors.Is(err, errUsage):
 			return 2
 		case errors.As(err, &ee):
-			fmt.Fprintln(stderr, "hark:", ee.err)
+			fmt.Fprintln(stderr, logging.LinePrefix(stderr, slog.LevelError)+"hark:", ee.err)
 			return ee.code
 		default:
-			fmt.Fprintln(stderr, "hark:", err)
+			fmt.Fprintln(stderr, logging.LinePrefix(stderr, slog.LevelError)+"hark:", err)
 			return 1
 		}
 	}

@@ -5,6 +5,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -167,5 +169,107 @@ func TestRunNoKey(t *testing.T) {
 	err := cmd.Wait()
 	if err == nil || !strings.Contains(stderr.String(), "DEEPGRAM_API_KEY") {
 		t.Fatalf("exit %v, stderr %q: want a failure explaining where the key comes from", err, stderr.String())
+	}
+}
+
+// journalStderr is a real file standing in for the stream systemd connects to the journal:
+// JOURNAL_STREAM names its device and inode, as systemd does.
+func journalStderr(t *testing.T) *os.File {
+	t.Helper()
+	f, err := os.Create(filepath.Join(t.TempDir(), "journal"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	fi, _ := f.Stat()
+	st := fi.Sys().(*syscall.Stat_t)
+	t.Setenv("JOURNAL_STREAM", fmt.Sprintf("%d:%d", st.Dev, st.Ino))
+	return f
+}
+
+// TestRunFatalErrorAtErrPriority: under the journal, the error that ends hark carries the
+// err priority prefix, so `journalctl -u hark -p err` (or -p warning) shows why it died;
+// without it journald filed these lines at info.
+func TestRunFatalErrorAtErrPriority(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(bad, []byte("vad:\n  threshold_db: 99\n"), 0o600)
+	nokey := filepath.Join(dir, "nokey.yaml")
+	os.WriteFile(nokey, []byte("state_dir: "+dir+"\ncapture:\n  backend: \"null\"\n"), 0o600)
+	t.Setenv("DEEPGRAM_API_KEY", "")
+	t.Setenv("CREDENTIALS_DIRECTORY", "")
+	for _, c := range []struct{ file, want string }{
+		{bad, "<3>hark: invalid configuration"},
+		{nokey, "<3>hark: no Deepgram API key"},
+	} {
+		f := journalStderr(t)
+		if code := Main([]string{"run", "--config", c.file}, io.Discard, f); code != exConfig {
+			t.Errorf("%s: exit %d, want %d", c.want, code, exConfig)
+		}
+		b, _ := os.ReadFile(f.Name())
+		if !strings.Contains(string(b), c.want) {
+			t.Errorf("journal got %q, want a line starting %q", b, c.want)
+		}
+	}
+}
+
+// TestRunUnreadableCredential: a systemd credential that is there but cannot be read is
+// reported as that (naming the credential and the reason), not as a missing key, and is
+// a configuration error (exit 78).
+func TestRunUnreadableCredential(t *testing.T) {
+	emu := dgemu.NewServer(dgemu.Config{})
+	defer emu.Close()
+	dir := t.TempDir()
+	creds := filepath.Join(dir, "creds")
+	// Tests run as root, which reads any mode: a directory is what cannot be read here.
+	os.MkdirAll(filepath.Join(creds, "deepgram-api-key"), 0o700)
+	p := filepath.Join(dir, "hark.yaml")
+	os.WriteFile(p, []byte("state_dir: "+dir+"\ndeepgram:\n  url: "+emu.URL()+"\n"), 0o600)
+	cmd, _, stderr := harkProcess(t, []string{"DEEPGRAM_API_KEY=", "CREDENTIALS_DIRECTORY=" + creds}, "run", "--config", p)
+	cmd.Wait()
+	if code := cmd.ProcessState.ExitCode(); code != exConfig {
+		t.Errorf("exit %d, want %d", code, exConfig)
+	}
+	msg := stderr.String()
+	if strings.Contains(msg, "no Deepgram API key") || !strings.Contains(msg, "systemd credential deepgram-api-key") ||
+		!strings.Contains(msg, "is a directory") {
+		t.Errorf("stderr %q: want the credential named with why it could not be read", msg)
+	}
+}
+
+// TestRunWatchdogAbort: systemd's watchdog ends a stalled hark with SIGABRT. hark logs why
+// at err (no dump of every goroutine) and exits 70 (EX_SOFTWARE), not Go's status 2.
+func TestRunWatchdogAbort(t *testing.T) {
+	emu := dgemu.NewServer(dgemu.Config{Utterances: demoLines(t)})
+	defer emu.Close()
+	cmd, out, stderr := harkProcess(t, nil, "run", "--config", writeRunConfig(t, emu, ""))
+	// Running: the first transcript arrived.
+	first := make(chan bool, 1)
+	go func() {
+		first <- out.Scan()
+		for out.Scan() {
+		}
+	}()
+	select {
+	case ok := <-first:
+		if !ok {
+			t.Fatal("hark ended before its first transcript")
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("no first transcript within 30 s")
+	}
+	if err := cmd.Process.Signal(syscall.SIGABRT); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Wait()
+	if code := cmd.ProcessState.ExitCode(); code != exSoftware {
+		t.Errorf("exit %d after SIGABRT, want %d", code, exSoftware)
+	}
+	msg := stderr.String()
+	if strings.Contains(msg, "goroutine 1 [") {
+		t.Errorf("a goroutine dump was written (%d lines)", strings.Count(msg, "\n"))
+	}
+	if !strings.Contains(msg, "level=ERROR") || !strings.Contains(msg, "watchdog") {
+		t.Errorf("no error saying the watchdog stopped hark:\n%s", msg)
 	}
 }

@@ -124,6 +124,19 @@ func UnderJournal(f *os.File, journalStream string) bool {
 	return fmt.Sprint(st.Dev) == dev && fmt.Sprint(st.Ino) == ino
 }
 
+// LinePrefix is what a line written straight to w, not through a logger, needs in front
+// of it to reach the journal at level l: the syslog "<N>" prefix when w is the stream
+// systemd connected to the journal ($JOURNAL_STREAM), else nothing. cmd/hark writes the
+// error that ends the process this way, so `journalctl -p err` shows why hark exited
+// (without it journald files the line at the stream's default, info).
+func LinePrefix(w io.Writer, l slog.Level) string {
+	f, ok := w.(*os.File)
+	if !ok || !UnderJournal(f, os.Getenv("JOURNAL_STREAM")) {
+		return ""
+	}
+	return fmt.Sprintf("<%d>", SyslogPriority(l))
+}
+
 // SyslogPriority maps a slog level to the syslog priority journald understands.
 func SyslogPriority(l slog.Level) int {
 	switch {

@@ -335,3 +335,23 @@ func BenchmarkDisabledDebug(b *testing.B) {
 		log.Debug("frame", "seq", 1)
 	}
 }
+
+// TestLinePrefix: a line written straight to the journal's stream gets the priority
+// prefix; any other writer gets none.
+func TestLinePrefix(t *testing.T) {
+	f, js := journalFile(t)
+	other, _ := journalFile(t)
+	t.Setenv("JOURNAL_STREAM", js)
+	if got := LinePrefix(f, slog.LevelError); got != "<3>" {
+		t.Errorf("journal stream: prefix %q, want <3>", got)
+	}
+	if got := LinePrefix(f, slog.LevelWarn); got != "<4>" {
+		t.Errorf("journal stream, warn: prefix %q, want <4>", got)
+	}
+	if got := LinePrefix(other, slog.LevelError); got != "" {
+		t.Errorf("another file: prefix %q", got)
+	}
+	if got := LinePrefix(&bytes.Buffer{}, slog.LevelError); got != "" {
+		t.Errorf("a buffer: prefix %q", got)
+	}
+}

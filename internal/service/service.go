@@ -34,6 +34,7 @@ type Notifier struct {
 	mu      sync.Mutex
 	sources []*Source
 	status  string
+	stalled []string // sources idle at the latest watchdog tick
 
 	// onTick, when set (by tests), observes each watchdog decision after it was acted on.
 	onTick func(pinged bool, idle []string)
@@ -199,6 +200,7 @@ func (n *Notifier) watchdog(iv time.Duration) {
 				idle = append(idle, s.name)
 			}
 		}
+		n.stalled = idle
 		n.mu.Unlock()
 		switch {
 		case len(idle) == 0:
@@ -216,6 +218,17 @@ func (n *Notifier) watchdog(iv time.Duration) {
 			n.onTick(len(idle) == 0, idle)
 		}
 	}
+}
+
+// Stalled names the progress sources that were idle at the watchdog's latest tick: what
+// made systemd's watchdog fire, when it did. Empty when the watchdog is off or all moved.
+func (n *Notifier) Stalled() []string {
+	if n == nil {
+		return nil
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return append([]string(nil), n.stalled...)
 }
 
 func firstLine(s string) string {

@@ -179,6 +179,9 @@ func TestWatchdogOnlyWithProgress(t *testing.T) {
 	if tk := next(); tk.pinged || len(tk.idle) != 1 || tk.idle[0] != "capture" {
 		t.Fatalf("stalled capture: %+v", tk)
 	}
+	if s := n.Stalled(); len(s) != 1 || s[0] != "capture" {
+		t.Fatalf("Stalled() = %q, want [capture]", s)
+	}
 	if p := pending(c); len(p) != 0 {
 		t.Fatalf("pinged with capture stalled: %q", p)
 	}
