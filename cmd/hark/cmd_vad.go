@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hark-audio/hark/audio"
 	"github.com/hark-audio/hark/capture"
 	"github.com/hark-audio/hark/config"
 	"github.com/hark-audio/hark/vad"
@@ -88,6 +89,14 @@ func runVAD(ctx context.Context, r io.Reader, name string, cfg vad.Config, sink 
 	}
 	g := vad.NewGate(cfg)
 	preroll := cfg.PreRollMS / 100
+	// Only the gate keeps frames (its pre-roll, at most that many) past the iteration
+	// that decoded them, so their memory is reused after that: a long file then costs no
+	// allocation per frame (nor fresh pages to fault in).
+	ring := make([]int16, (g.Config().PreRollMS/100+2)*audio.FrameSamples)
+	slot := func(n int) []int16 {
+		i := n % (len(ring) / audio.FrameSamples) * audio.FrameSamples
+		return ring[i : i+audio.FrameSamples : i+audio.FrameSamples]
+	}
 	var (
 		pending []vadRow // rows not yet final; pending[0].Index == next
 		next    int
@@ -118,7 +127,7 @@ func runVAD(ctx context.Context, r io.Reader, name string, cfg vad.Config, sink 
 		if n%1024 == 0 && ctx.Err() != nil {
 			return ctx.Err()
 		}
-		fr, err := dec.Next()
+		fr, err := dec.NextInto(slot(n))
 		if errors.Is(err, io.EOF) {
 			break
 		}
