@@ -204,7 +204,8 @@ func bit(b bool) byte {
 // termSink draws the tuning view: one line per frame with the level as a bar against the
 // floor and threshold, the classifier's score, what was decided and why (S speech, v
 // vetoed: loud enough, but the classifier judged it not speech), segment boundaries and a
-// summary. Every line fits the terminal's width (termWidth).
+// summary (e: the gate closed before its hangover ran out, the level being back at the
+// floor after loud speech). Every line fits the terminal's width (termWidth).
 type termSink struct {
 	w     *bufio.Writer
 	name  string
@@ -285,6 +286,7 @@ func (t *termSink) header() {
 	p("     ░ up to the floor  █ above it  ┃ threshold")
 	p("score: the classifier's speech probability (- when off)")
 	p("S speech  v vetoed (loud, but not speech-like)  ▶ sent")
+	p("e ended: back at the floor after loud speech, the hangover is cut short")
 	fmt.Fprintln(t.w)
 	if t.nums {
 		p("%7s %-*s %6s %6s %6s %4s", "time", t.bar, "level", "level", "floor", "thresh", "score")
@@ -352,6 +354,8 @@ func (t *termSink) row(r vadRow) error {
 		b = append(b, 'S')
 	case a.Vetoed:
 		b = append(b, 'v')
+	case a.Ended:
+		b = append(b, 'e')
 	default:
 		b = append(b, ' ')
 	}
