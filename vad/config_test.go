@@ -63,16 +63,16 @@ func TestGateLimitsMatchValidate(t *testing.T) {
 	fr := silentFrames(400)
 	var ev []Event
 	for i, f := range fr {
-		ev = g.step(f, i == 350, ev[:0])
+		ev = g.step(f, i == 350, false, ev[:0])
 	}
 	if len(ev) != 1 || ev[0].Kind != SegmentFrame {
 		t.Fatalf("unexpected events %+v", ev)
 	}
 	g2 := NewGate(c)
 	for _, f := range fr[:100] {
-		g2.step(f, false, nil)
+		g2.step(f, false, false, nil)
 	}
-	ev = g2.step(fr[100], true, nil)
+	ev = g2.step(fr[100], true, false, nil)
 	if len(ev) != 2+maxPreRollMS/100 || ev[1].Frame.Seq != 100-maxPreRollMS/100 {
 		t.Fatalf("full pre-roll: %d events, first frame %d", len(ev), ev[1].Frame.Seq)
 	}

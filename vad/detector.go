@@ -28,6 +28,9 @@ type Analysis struct {
 	Vetoed bool
 	// Speech is the VAD's decision for this frame (before pre-roll and hangover).
 	Speech bool
+	// Ended says the gate closed at this frame without running out its hangover: the
+	// level has been back at the noise floor for a while after loud speech.
+	Ended bool
 	// Open says whether the gate is passing audio after this frame (including hangover).
 	Open bool
 }
@@ -88,6 +91,22 @@ const (
 	// not close it.
 	holdScoreFrames = 10
 	holdScoreFactor = 0.5
+	// endFloorFrames, endFloorDB, endPeakDB: an utterance has ended, and the gate closes
+	// without waiting for the rest of its hangover, once the level has stayed within
+	// endFloorDB of the floor for endFloorFrames frames after speech that rose at least
+	// endPeakDB above it. The hangover is there for what the level cannot show: quiet
+	// word endings under the noise and pauses between words. After loud speech in steady
+	// noise the floor is proof enough that the speaker stopped (the labelled tail of an
+	// utterance lies up to 40 dB below its peak: at a high SNR most of it is seen); after
+	// speech a few dB above the noise it is not, and the full hangover runs. The detector
+	// keeps its hold rules for the hangover's length anyway (recent), so speech that
+	// resumes reopens the gate, with its pre-roll, as easily as it would have held it
+	// open. On the train part of the evaluation set, 4 frames and 12 dB brought the sent
+	// fraction above the ideal detector on stationary mixtures from +0.13 to +0.03 at the
+	// same recall (docs/bench-vad.md).
+	endFloorFrames = 4
+	endFloorDB     = holdMinDB
+	endPeakDB      = 12.0
 	// scoreAboveDB: frames whose level (instantaneous or mean) stands no more than this
 	// above the floor are not scored: they are below every onset and hold threshold.
 	scoreAboveDB = holdMinDB
@@ -129,6 +148,15 @@ type detector struct {
 
 	above  int  // consecutive frames above threshold
 	speech bool // current decision (hysteresis state)
+
+	// After speech the detector keeps its hold rules for a hangover's length (recent
+	// frames left), whether or not the gate is still open; peak is the loudest frame of
+	// that utterance above the floor and atFloor counts the frames since the level fell
+	// back to the floor. ended says the utterance is over: see endFloorFrames.
+	recent  int
+	peak    float64
+	atFloor int
+	ended   bool
 }
 
 func newDetector(cfg Config) *detector {
@@ -322,7 +350,7 @@ func (d *detector) analyze(s []int16, open bool) Analysis {
 	switch {
 	case !ready:
 		d.above, d.speech = 0, false
-	case d.speech || open:
+	case d.speech || open || d.recent > 0:
 		hold := math.Max(thr-d.cfg.ReleaseDB, floor+holdMinDB)
 		energy := l > hold && l > d.cfg.MinLevelDBFS
 		d.speech = energy
@@ -342,11 +370,26 @@ func (d *detector) analyze(s []int16, open bool) Analysis {
 	if !d.speech && l <= thr {
 		d.above = 0
 	}
+	if d.speech {
+		if d.recent == 0 {
+			d.peak = inst - floor
+		}
+		d.peak = max(d.peak, inst-floor)
+		d.recent = d.cfg.HangoverMS / 100
+	} else if d.recent > 0 {
+		d.recent--
+	}
+	if inst < floor+endFloorDB {
+		d.atFloor++
+	} else {
+		d.atFloor = 0
+	}
+	d.ended = !d.speech && d.recent > 0 && d.peak >= endPeakDB && d.atFloor >= endFloorFrames
 	d.all.push(inst)
 	if !d.speech {
 		d.quiet.push(inst)
 	}
-	return Analysis{LevelDBFS: l, FloorDBFS: floor, ThresholdDBFS: thr, Score: score, Vetoed: veto, Speech: d.speech}
+	return Analysis{LevelDBFS: l, FloorDBFS: floor, ThresholdDBFS: thr, Score: score, Vetoed: veto, Speech: d.speech, Ended: d.ended}
 }
 
 // recentScore is the mean classifier probability over the scored frames among the last

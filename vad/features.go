@@ -31,6 +31,9 @@ const (
 	// harmonic lags in bins (31.25 Hz each): 3..8 bins is a harmonic spacing of 94-250 Hz.
 	harmLagMin, harmLagMax = 3, 8
 	harmLo, harmHi         = 8, 64 // 250-2000 Hz
+	// pitch lags in samples at 8 kHz: 20..100 is 400..80 Hz.
+	pitchLagMin, pitchLagMax = 20, 100
+	pitchBins                = 64 // 2 kHz
 )
 
 // Feature vector layout.
@@ -52,18 +55,26 @@ const (
 	fFluxMean  = fHarmStd + 1   // mean spectral flux
 	fShapeMove = fFluxMean + 1  // mean |change| of the band shape against 300 ms earlier, dB
 	fSNRStd    = fShapeMove + 1 // standard deviation of the mean band SNR, dB
+	// Pitch: periodicity of the two 32 ms windows (0..1), and over the last second the
+	// fraction of periodic windows, how often the pitch held still between consecutive
+	// ones (a sung or played note does; speech glides), its spread and its mean movement.
+	fVoice       = fSNRStd + 1
+	fVoicedFrac  = fVoice + 1
+	fPitchSteady = fVoicedFrac + 1
+	fPitchStd    = fPitchSteady + 1
+	fPitchMove   = fPitchStd + 1
 	// Relative to the room: the deviation of each feature in relFeatures from its own
 	// running mean over the scored frames of the last ten seconds or so. What is
 	// ordinary here (a fan's shape, a motor's harmonics, rain's flux) reads near zero,
 	// whatever the room; speech stands out against it. (Like the cepstral mean
 	// normalisation of speech recognisers.)
-	fRel        = fSNRStd + 1
+	fRel        = fPitchMove + 1
 	NumFeatures = fRel + len(relFeatures) // the classifier's input size
 )
 
 // relFeatures are the features also given relative to their running mean (fRel...).
 var relFeatures = [...]int{fShape, fShape + 1, fShape + 2, fShape + 3, fShape + 4, fShape + 5, fShape + 6, fShape + 7,
-	fFlux, fImpulse, fHarm, fModStd, fSyllable, fHarmMean, fFluxMean, fShapeMove}
+	fFlux, fImpulse, fHarm, fModStd, fSyllable, fHarmMean, fFluxMean, fShapeMove, fVoice, fVoicedFrac}
 
 // relAlpha is the running means' update per scored frame (a time constant of 100 scored
 // frames, ten seconds of sound above the floor).
@@ -78,6 +89,7 @@ const (
 type frameStats struct {
 	harm, flux, snr float64
 	shape           [nBands]float64
+	voice, semi     [nSub]float64 // periodicity and pitch (semitones) of each window
 }
 
 // subOff are the starts of the nSub spectra within the 800-sample frame.
@@ -92,6 +104,9 @@ type fftTables struct {
 	wr, wi [fftHalf]float64 // e^{-2 pi i k / fftHalf}, k < fftHalf/2 used by the FFT
 	rr, ri [fftHalf + 1]float64
 	bitrev [fftHalf]int
+	// wac is the window's circular autocorrelation normalised to wac[0] = 1, for lags up
+	// to fftHalf: pitch divides it out.
+	wac [fftHalf + 1]float64
 }
 
 var tables = func() *fftTables {
@@ -119,12 +134,24 @@ var tables = func() *fftTables {
 		}
 		t.bitrev[i] = r
 	}
+	var w0 float64
+	for n := 0; n < fftN; n++ {
+		w0 += float64(t.win[n] * t.win[n])
+	}
+	for l := 0; l <= fftHalf; l++ {
+		var a float64
+		for n := 0; n < fftN; n++ {
+			a += float64(t.win[n] * t.win[(n+l)%fftN])
+		}
+		t.wac[l] = a / w0
+	}
 	return t
 }()
 
 // features holds the extractor's state between frames.
 type features struct {
 	re, im [fftHalf]float64
+	xr, xi [fftHalf + 1]float64
 	pow    [fftHalf + 1]float64
 	mag    [harmHi + harmLagMax]float64
 
@@ -171,14 +198,27 @@ func newFeatures() *features {
 	return f
 }
 
-// spectrum computes the power spectrum of x[0:fftN] (Hann-windowed) into f.pow, through
-// a complex FFT of half the length (even samples real, odd imaginary).
+// spectrum computes the power spectrum of x[0:fftN] (Hann-windowed) into f.pow.
 func (f *features) spectrum(x []float64) {
+	f.rfft(x, &tables.win)
+	for k := 0; k <= fftHalf; k++ {
+		f.pow[k] = float64(f.xr[k]*f.xr[k]) + float64(f.xi[k]*f.xi[k])
+	}
+}
+
+// rfft computes X[k], k = 0..fftHalf, of the real signal x[0:fftN] times win (nil: no
+// window) into f.xr, f.xi, through a complex FFT of half the length (even samples real,
+// odd imaginary).
+func (f *features) rfft(x []float64, win *[fftN]float64) {
 	t := tables
 	for n := 0; n < fftHalf; n++ {
 		j := t.bitrev[n]
-		f.re[j] = float64(x[2*n] * t.win[2*n])
-		f.im[j] = float64(x[2*n+1] * t.win[2*n+1])
+		if win != nil {
+			f.re[j] = float64(x[2*n] * win[2*n])
+			f.im[j] = float64(x[2*n+1] * win[2*n+1])
+		} else {
+			f.re[j], f.im[j] = x[2*n], x[2*n+1]
+		}
 	}
 	re, im := &f.re, &f.im
 	// The first two stages have twiddles 1 and -i only: additions suffice (the same
@@ -218,9 +258,54 @@ func (f *features) spectrum(x []float64) {
 		wr, wi := t.rr[k], t.ri[k]
 		pr := float64(wr*or) - float64(wi*oi)
 		pi := float64(wr*oi) + float64(wi*or)
-		xr, xi := er+pi, ei-pr
-		f.pow[k] = float64(xr*xr) + float64(xi*xi)
+		f.xr[k], f.xi[k] = er+pi, ei-pr
 	}
+}
+
+// pitch returns the periodicity of the last spectrum's window: the largest normalised
+// autocorrelation at a lag of pitchLagMin..pitchLagMax samples (a pitch of 80-400 Hz),
+// and that lag (with parabolic interpolation, in samples). The autocorrelation is the
+// transform of the power spectrum (circular over the 32 ms window), divided by the
+// window's own, so a steady periodic signal reads close to 1 whatever its pitch.
+func (f *features) pitch() (strength, lag float64) {
+	// Only 0-2 kHz: the strongest harmonics, and a smoother autocorrelation, so that a
+	// period between two whole lags still peaks near its value.
+	var p [fftN]float64
+	p[0] = f.pow[0]
+	for k := 1; k < pitchBins; k++ {
+		p[k], p[fftN-k] = f.pow[k], f.pow[k]
+	}
+	f.rfft(p[:], nil)
+	r0 := f.xr[0]
+	if !(r0 > 0) {
+		return 0, 0
+	}
+	var r [pitchLagMax + 2]float64
+	best := -1.0
+	for l := pitchLagMin - 1; l <= pitchLagMax+1; l++ {
+		r[l] = f.xr[l] / float64(r0*tables.wac[l])
+		if l >= pitchLagMin && l <= pitchLagMax && r[l] > best {
+			best = r[l]
+		}
+	}
+	// A period's multiples correlate as well as the period: take the shortest lag whose
+	// peak comes close to the best (an octave error otherwise halves the pitch).
+	at := pitchLagMin
+	for l := pitchLagMin; l <= pitchLagMax; l++ {
+		if r[l] >= float64(0.9*best) && r[l] >= r[l-1] && r[l] >= r[l+1] {
+			at = l
+			break
+		}
+	}
+	best = r[at]
+	lag = float64(at)
+	if at > pitchLagMin && at < pitchLagMax {
+		a, c := r[at-1], r[at+1]
+		if d := a - float64(2*best) + c; d < 0 {
+			lag += float64(0.5*(a-c)) / d
+		}
+	}
+	return max(best, 0), lag
 }
 
 // harmonicity is the largest normalised autocorrelation of the magnitude spectrum over
@@ -263,11 +348,13 @@ func (f *features) harmonicity() float64 {
 func (f *features) spectral(x []float64) {
 	var band [nSub][nBands]float64
 	var harm float64
+	st := &f.hist[f.histPos]
 	for j := 0; j < nSub; j++ {
 		f.spectrum(x[subOff[j] : subOff[j]+fftN])
 		if j == 0 { // one spectrum only: it costs as much as an FFT
 			harm = f.harmonicity()
 		}
+		st.voice[j], st.semi[j] = f.pitchOf()
 		for b := 0; b < nBands; b++ {
 			var e float64
 			for k := bandEdge[b]; k < bandEdge[b+1]; k++ {
@@ -279,6 +366,7 @@ func (f *features) spectral(x []float64) {
 	}
 	v := &f.v
 	v[fHarm] = harm
+	v[fVoice] = (st.voice[0] + st.voice[1]) * 0.5
 
 	// Band levels (dB) of each spectrum, and the flux between consecutive ones.
 	var flux float64
@@ -395,6 +483,15 @@ func (f *features) temporal(sub *[10]float64, levelSNR float64) {
 	v[fSyllable] = math.Sqrt(max(f.sylSum, 0) / modSubs)
 }
 
+// pitchOf is pitch() as periodicity and pitch in semitones above 8000/128 Hz.
+func (f *features) pitchOf() (voice, semi float64) {
+	v, lag := f.pitch()
+	if lag <= 0 {
+		return 0, 0
+	}
+	return v, float64(12*lnDet(fftHalf/lag)) / ln2
+}
+
 // secondStats records this frame's values and computes the 1 s statistics.
 func (f *features) secondStats() {
 	v := &f.v
@@ -423,6 +520,7 @@ func (f *features) secondStats() {
 		sv += float64(ds * ds)
 	}
 	v[fHarmMean], v[fHarmStd], v[fFluxMean], v[fSNRStd] = hm, math.Sqrt(hv/n), fm, math.Sqrt(sv/n)
+	f.pitchStats()
 	v[fShapeMove] = 0
 	if f.histN > shapeLag {
 		old := &f.hist[(f.histPos-1-shapeLag+2*histFrames)%histFrames]
@@ -431,6 +529,45 @@ func (f *features) secondStats() {
 			d += math.Abs(st.shape[b] - old.shape[b])
 		}
 		v[fShapeMove] = d / nBands
+	}
+}
+
+// pitchStats fills the pitch features over the last second (the hist ring, oldest first).
+func (f *features) pitchStats() {
+	const voicedAt = 0.6
+	var nv, pairs, steady int
+	var sum, sum2, move float64
+	prevVoiced, prev := false, 0.0
+	for i := 0; i < f.histN; i++ {
+		h := &f.hist[(f.histPos-f.histN+i+2*histFrames)%histFrames]
+		for j := 0; j < nSub; j++ {
+			voiced := h.voice[j] >= voicedAt
+			if voiced {
+				nv++
+				sum += h.semi[j]
+				sum2 += float64(h.semi[j] * h.semi[j])
+				if prevVoiced {
+					d := math.Abs(h.semi[j] - prev)
+					pairs++
+					if d < 0.3 {
+						steady++
+					}
+					move += min(d, 3)
+				}
+			}
+			prevVoiced, prev = voiced, h.semi[j]
+		}
+	}
+	v := &f.v
+	v[fVoicedFrac] = float64(nv) / float64(nSub*f.histN)
+	v[fPitchSteady], v[fPitchMove], v[fPitchStd] = 0, 0, 0
+	if pairs > 0 {
+		v[fPitchSteady] = float64(steady) / float64(pairs)
+		v[fPitchMove] = move / float64(pairs)
+	}
+	if nv > 1 {
+		m := sum / float64(nv)
+		v[fPitchStd] = math.Sqrt(max(sum2/float64(nv)-float64(m*m), 0))
 	}
 }
 

@@ -226,3 +226,34 @@ func TestBuiltinWeightsKeepSpeech(t *testing.T) {
 		t.Fatalf("the classifier's gate sent %d of the %d frames the energy detector calls speech", kept, n)
 	}
 }
+
+// TestPitch: a harmonic comb (its fundamental removed, as the analysis band's high-pass
+// does) reads as strongly periodic at its period, at any pitch in range; white noise does
+// not.
+func TestPitch(t *testing.T) {
+	f := newFeatures()
+	for _, hz := range []float64{90, 125, 180, 250, 380} {
+		x := frame8k(func(i int) float64 {
+			var s float64
+			for h := 2; float64(h)*hz < 3800; h++ {
+				s += 0.02 * math.Sin(2*math.Pi*hz*float64(h)*float64(i)/decimRate+float64(h))
+			}
+			return s
+		})
+		f.spectrum(x[:fftN])
+		st, lag := f.pitch()
+		if want := decimRate / hz; st < 0.8 || math.Abs(lag-want) > 0.02*want {
+			t.Errorf("%g Hz comb: strength %.2f at lag %.2f, want >= 0.8 at %.2f", hz, st, lag, want)
+		}
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	var sum float64
+	for k := 0; k < 20; k++ {
+		f.spectrum(frame8k(func(int) float64 { return 0.01 * rng.NormFloat64() })[:fftN])
+		st, _ := f.pitch()
+		sum += st
+	}
+	if sum/20 > 0.3 {
+		t.Errorf("white noise: mean periodicity %.2f, want <= 0.3", sum/20)
+	}
+}

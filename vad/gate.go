@@ -145,15 +145,19 @@ func (g *Gate) Push(f audio.Frame, out []Event) []Event {
 		return out
 	}
 	a := g.det.analyze(f.Samples, g.open)
-	out = g.step(f, a.Speech, out)
+	hang := g.hang
+	out = g.step(f, a.Speech, a.Ended, out)
+	// Ended is shown where it cut a hangover short, not on every quiet frame after.
+	a.Ended = a.Ended && hang > 1 && !g.open
 	a.Open = g.open
 	g.last = a
 	return out
 }
 
-// step advances the gate by one frame whose speech decision is known. Kept apart from the
-// detector so the gate's timing can be checked against any decision sequence.
-func (g *Gate) step(f audio.Frame, speech bool, out []Event) []Event {
+// step advances the gate by one frame whose speech decision is known; ended (the detector
+// judged the utterance over) ends a hangover early. Kept apart from the detector so the
+// gate's timing can be checked against any decision sequence.
+func (g *Gate) step(f audio.Frame, speech, ended bool, out []Event) []Event {
 	if !g.open {
 		if !speech {
 			g.remember(f)
@@ -191,6 +195,9 @@ func (g *Gate) step(f audio.Frame, speech bool, out []Event) []Event {
 		return out
 	}
 	g.hang--
+	if ended { // the utterance is over: this frame is the segment's last
+		g.hang = 0
+	}
 	out = g.emit(out, f)
 	if g.hang == 0 {
 		g.open = false

@@ -233,7 +233,7 @@ func TestGateTimingMatchesReference(t *testing.T) {
 			g := NewGate(cfg)
 			var ev []Event
 			for i, f := range fr {
-				ev = g.step(f, sp[i], ev)
+				ev = g.step(f, sp[i], false, ev)
 			}
 			ev = g.Flush(ev)
 			checkEvents(t, ev, fr)
@@ -261,7 +261,7 @@ func TestGateMaxSegmentSplitsWithoutLoss(t *testing.T) {
 	g := NewGate(cfg)
 	var ev []Event
 	for i, f := range fr {
-		ev = g.step(f, i >= 20 && i < 60, ev)
+		ev = g.step(f, i >= 20 && i < 60, false, ev)
 	}
 	ev = g.Flush(ev)
 	checkEvents(t, ev, fr)
@@ -394,11 +394,74 @@ func TestDetectorScenarios(t *testing.T) {
 			if lastSpeech < off-3 || lastSpeech > off+smoothN-1 {
 				t.Fatalf("last speech at frame %d, offset at %d", lastSpeech, off)
 			}
-			// Hangover: sent through lastSpeech+hang, nothing after.
-			for i := lastSpeech; i < len(sent); i++ {
-				if want := i <= lastSpeech+hang; sent[i] != want {
-					t.Fatalf("frame %d sent=%v, want %v (last speech %d, hangover %d)", i, sent[i], want, lastSpeech, hang)
+			// Hangover: sent through lastSpeech+hang, or up to the frame that ended it early
+			// (the level back at the floor for endFloorFrames after loud speech; the 400 ms
+			// mean level keeps speech going for up to smoothN-1 of them), then nothing.
+			end := lastSpeech + hang
+			for i := lastSpeech + 1; i < lastSpeech+hang && i < len(an); i++ {
+				if an[i].Ended {
+					end = i
+					break
 				}
+			}
+			if end < lastSpeech+endFloorFrames-(smoothN-1) {
+				t.Fatalf("hangover ended at frame %d, %d after the last speech", end, end-lastSpeech)
+			}
+			for i := lastSpeech; i < len(sent); i++ {
+				if want := i <= end; sent[i] != want {
+					t.Fatalf("frame %d sent=%v, want %v (last speech %d, end %d)", i, sent[i], want, lastSpeech, end)
+				}
+			}
+		})
+	}
+}
+
+// TestHangoverEndsAtTheFloor: after loud speech in steady noise the gate closes once the
+// level has been back at the floor for endFloorFrames, not a whole hangover later; after
+// speech only a few dB above the noise (its quiet ending may be under the noise) the
+// whole hangover runs. Either way a word that follows within the hangover is detected as
+// if the gate had stayed open, and sent with its pre-roll.
+func TestHangoverEndsAtTheFloor(t *testing.T) {
+	cfg := energyConfig()
+	hang := cfg.HangoverMS / 100
+	for _, tc := range []struct {
+		name    string
+		burstDB float64 // burst level; the noise is at -50 dBFS
+		early   bool
+	}{{"loud", -25, true}, {"near the noise", -44, false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			sig := newSignal(21).white(14, -50).add(5*16000, newSignal(22).speechLike(1.5, tc.burstDB)).
+				add(105*1600, newSignal(23).speechLike(0.6, tc.burstDB)) // a second word 10.5 s in
+			_, an, sent := run(t, cfg, sig.frames())
+			last := -1
+			for i := 0; i < 100; i++ {
+				if an[i].Speech {
+					last = i
+				}
+			}
+			if last < 0 {
+				t.Fatal("first burst not detected")
+			}
+			end := last
+			for end+1 < len(sent) && sent[end+1] {
+				end++
+			}
+			switch {
+			case tc.early && end > last+endFloorFrames:
+				t.Fatalf("loud burst: last speech %d, segment ends %d; want at most %d frames later", last, end, endFloorFrames)
+			case !tc.early && end != last+hang:
+				t.Fatalf("quiet burst: last speech %d, segment ends %d; want the whole hangover (%d)", last, end, hang)
+			}
+			// The second word is detected and sent with its pre-roll.
+			first := -1
+			for i := 100; i < len(an); i++ {
+				if an[i].Speech {
+					first = i
+					break
+				}
+			}
+			if first < 0 || !sent[first-cfg.PreRollMS/100] {
+				t.Fatalf("second word: first speech frame %d, not sent with its pre-roll", first)
 			}
 		})
 	}
@@ -480,18 +543,18 @@ func TestSetConfigShrinksPreRoll(t *testing.T) {
 	fr := silentFrames(20)
 	g := NewGate(cfg)
 	for _, f := range fr[:10] {
-		g.step(f, false, nil)
+		g.step(f, false, false, nil)
 	}
 	cfg.PreRollMS = 200
 	g.SetConfig(cfg)
-	ev := g.step(fr[10], true, nil)
+	ev := g.step(fr[10], true, false, nil)
 	// start, 2 pre-roll frames (8, 9), the onset frame 10
 	if len(ev) != 4 || ev[1].Frame.Seq != 8 || ev[3].Frame.Seq != 10 {
 		t.Fatalf("events after shrinking pre-roll: %+v", ev)
 	}
 	cfg.HangoverMS = 100
 	g.SetConfig(cfg)
-	ev = g.step(fr[11], false, nil)
+	ev = g.step(fr[11], false, false, nil)
 	if len(ev) != 2 || ev[1].Kind != SegmentEnd {
 		t.Fatalf("hangover of 1 frame: %+v", ev)
 	}

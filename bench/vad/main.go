@@ -52,7 +52,7 @@ func run(args []string, stdout io.Writer) error {
 	trainDir := fs.String("train", "", "train the classifier on this set part (eval/make_vad_set.sh's train/)")
 	lono := fs.Bool("lono", false, "with -train: leave one noise type out; score each -set noise type with weights trained without it")
 	writeJSON := fs.String("write-weights", "", "with -train: write the weights trained on every noise type as JSON")
-	writeGo := fs.String("write-go", "", "with -train: write them as Go source (vad/weights_gen.go)")
+	writeGo := fs.String("write-go", "", "with -train: write them as Go source (vad/weights_gen.go); with -weights alone: write those")
 	foldsDir := fs.String("folds", "", "with -lono: write each held-out model as DIR/<type>.json; without -train: score each type with DIR/<type>.json")
 	sweep := fs.String("thresholds", "", "score with each of these classifier_threshold values (comma-separated), figures only")
 	tc := defaultTrainConfig()
@@ -60,6 +60,14 @@ func run(args []string, stdout io.Writer) error {
 	fs.IntVar(&tc.epochs, "epochs", tc.epochs, "with -train: passes over the training frames")
 	fs.StringVar(&tc.exclude, "exclude", "", "with -train: leave this noise type out of the weights written")
 	fs.Uint64Var(&tc.seed, "seed", tc.seed, "with -train: random seed (initial weights, batch order)")
+	fs.Float64Var(&tc.ema, "ema", tc.ema, "with -train: return a moving average of the weights with this decay per step (0: the last weights)")
+	fs.Float64Var(&tc.lr, "lr", tc.lr, "with -train: Adam's initial learning rate")
+	fs.Float64Var(&tc.decay, "lr-decay", tc.decay, "with -train: the learning rate's factor per epoch")
+	fs.Float64Var(&tc.l2, "l2", tc.l2, "with -train: L2 penalty on the weights")
+	fs.Float64Var(&tc.minLevelSNR, "min-snr", tc.minLevelSNR, "with -train: use frames whose level stands at least this far (dB) above the floor")
+	fs.IntVar(&tc.ensemble, "ensemble", tc.ensemble, "with -train: average this many networks trained with consecutive seeds")
+	fs.BoolVar(&tc.auc, "auc", false, "with -train: print each feature's area under the ROC curve per noise type, then stop")
+	fs.IntVar(&tc.parallel, "parallel", tc.parallel, "with -lono: train this many folds at a time")
 	profile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -75,7 +83,7 @@ func run(args []string, stdout io.Writer) error {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	if len(sets) == 0 && *trainDir == "" {
+	if len(sets) == 0 && *trainDir == "" && (*weightsFile == "" || *writeGo == "") {
 		return errors.New("need at least one -set DIR")
 	}
 	l, err := config.Load(config.Options{File: *cfgFile, NoRemote: true, Environ: []string{}})
@@ -94,6 +102,10 @@ func run(args []string, stdout io.Writer) error {
 			return fmt.Errorf("%s: %w", *weightsFile, err)
 		}
 		weightsFor = func(string) *vad.Weights { return w }
+	}
+	if *weightsFile != "" && *writeGo != "" && *trainDir == "" {
+		// Ship weights trained earlier (-write-weights) as vad/weights_gen.go.
+		return os.WriteFile(*writeGo, goSource(weightsFor("")), 0o644)
 	}
 	if *dump != "" {
 		return dumpFile(*dump, cfg, weightsFor(""), stdout)
@@ -393,7 +405,8 @@ func scoreFile(dir, name, noise, snr string, cfg vad.Config, w *vad.Weights) (fi
 		}
 		utts = append(utts, utterance{iv[0], r[2]})
 	}
-	sent, err := runGate(base+".wav", cfg, w)
+	var an []vad.Analysis
+	sent, err := runGateWith(base+".wav", cfg, w, func(g *vad.Gate) { an = append(an, g.Last()) })
 	if err != nil {
 		return res, err
 	}
@@ -416,10 +429,39 @@ func scoreFile(dir, name, noise, snr string, cfg vad.Config, w *vad.Weights) (fi
 		if c := sentCoverage(u.interval, labs, sent); c >= 0.95 {
 			res.recalled++
 		} else {
-			res.missed = append(res.missed, fmt.Sprintf("%s %s %.2f-%.2f coverage %.2f", name, u.id, u.start, u.end, c))
+			res.missed = append(res.missed, fmt.Sprintf("%s %s %.2f-%.2f coverage %.2f%s", name, u.id, u.start, u.end, c, why(u.interval, labs, an, sent)))
 		}
 	}
 	return res, nil
+}
+
+// why says, for a missed utterance, what happened to its labelled speech frames that were
+// not sent: vetoed by the classifier (the energy detector proposed them) or below the
+// energy detector's thresholds; and the classifier's mean score over them.
+func why(u interval, labs []interval, an []vad.Analysis, sent []bool) string {
+	sp := speechFrames(labs, len(an))
+	var lost, vetoed, quiet, scored int
+	var score float64
+	for i := max(int(math.Floor(u.start*10)), 0); i < len(an) && float64(i)/10 < u.end; i++ {
+		if !sp[i] || sent[i] {
+			continue
+		}
+		lost++
+		switch {
+		case an[i].Vetoed:
+			vetoed++
+		case !an[i].Speech:
+			quiet++
+		}
+		if an[i].Score >= 0 {
+			score += an[i].Score
+			scored++
+		}
+	}
+	if scored > 0 {
+		score /= float64(scored)
+	}
+	return fmt.Sprintf(" (lost speech frames %d: vetoed %d, below threshold %d, mean score %.2f)", lost, vetoed, quiet, score)
 }
 
 // report aggregates file results per (noise, snr).

@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/hark-audio/hark/vad"
 )
@@ -28,6 +29,18 @@ type trainConfig struct {
 	seed           uint64
 	batch          int
 	lr, l2         float64
+	// ema, if > 0, keeps an exponential moving average of the weights (decay per step)
+	// and returns it: averaging the last few thousand steps makes the result depend far
+	// less on the seed and the last batches.
+	ema float64
+	// decay is the learning rate's factor per epoch.
+	decay float64
+	// ensemble networks with consecutive seeds are averaged (trainEnsemble).
+	ensemble int
+	// parallel leave-one-out folds are trained at a time.
+	parallel int
+	// auc: print each feature's separation per noise type instead of training.
+	auc bool
 	// minLevelSNR: only frames whose level stands this far above the energy floor are
 	// used; the classifier is only ever asked about such frames (it can only veto what the
 	// energy detector proposes), so its capacity goes to them.
@@ -41,7 +54,7 @@ type trainConfig struct {
 }
 
 func defaultTrainConfig() trainConfig {
-	return trainConfig{hidden: 16, epochs: 8, seed: 1, batch: 256, lr: 0.003, l2: 1e-5, minLevelSNR: 1}
+	return trainConfig{hidden: 16, epochs: 8, seed: 1, batch: 256, lr: 0.003, l2: 1e-5, minLevelSNR: 1, decay: 0.7, ensemble: 1, parallel: 1}
 }
 
 // frameSet holds training frames: features, label (1 speech, 0 not), noise type.
@@ -98,7 +111,7 @@ func collect(dir string, cfg vad.Config, minLevelSNR float64) (*frameSet, error)
 		}
 		var feats [][vad.NumFeatures]float32
 		var scored []bool
-		if _, err := runGateWith(base+".wav", cfg, nil, func(g *vad.Gate) {
+		if _, err := runGateWith(base+".wav", cfg, neutralWeights(), func(g *vad.Gate) {
 			var v [vad.NumFeatures]float32
 			f := g.Features()
 			for i := range f {
@@ -130,6 +143,43 @@ func collect(dir string, cfg vad.Config, minLevelSNR float64) (*frameSet, error)
 		return nil, fmt.Errorf("%s: no training frames", dir)
 	}
 	return fs, nil
+}
+
+// neutralWeights always answer 0.5: collect runs the gate with them so that the built-in
+// weights (which may be for another feature layout while features change) play no part.
+func neutralWeights() *vad.Weights {
+	const nf = vad.NumFeatures
+	return &vad.Weights{Features: nf, Hidden: 1, Mean: make([]float64, nf), Scale: make([]float64, nf),
+		W1: make([]float64, nf), B1: []float64{0}, W2: []float64{0}}
+}
+
+// trainEnsemble trains tc.ensemble networks (seeds seed, seed+1, ...) and joins them into
+// one whose logit is the mean of theirs: a hidden layer of all their units, the output
+// weights divided by their number. Averaging networks that differ only by their seed
+// takes out much of what each learned by chance, which is what decides how a noise type
+// never heard in training is judged.
+func trainEnsemble(fs *frameSet, exclude string, tc trainConfig) *vad.Weights {
+	k := max(tc.ensemble, 1)
+	var out *vad.Weights
+	for i := 0; i < k; i++ {
+		c := tc
+		c.seed = tc.seed + uint64(i)
+		w := train(fs, exclude, c)
+		if out == nil {
+			out = w
+		} else {
+			out.Hidden += w.Hidden
+			out.W1 = append(out.W1, w.W1...)
+			out.B1 = append(out.B1, w.B1...)
+			out.W2 = append(out.W2, w.W2...)
+			out.B2 += w.B2
+		}
+	}
+	for i := range out.W2 {
+		out.W2[i] /= float64(k)
+	}
+	out.B2 /= float64(k)
+	return out
 }
 
 // train fits weights on the frames whose noise type is not excluded.
@@ -189,10 +239,14 @@ func train(fs *frameSet, exclude string, tc trainConfig) *vad.Weights {
 	const beta1, beta2, eps = 0.9, 0.999, 1e-8
 	x := make([]float64, nf)
 	a := make([]float64, h)
+	var avg []float64
+	if tc.ema > 0 {
+		avg = append([]float64(nil), p...)
+	}
 	step := 0
 	for ep := 0; ep < tc.epochs; ep++ {
 		rng.Shuffle(len(idx), func(i, j int) { idx[i], idx[j] = idx[j], idx[i] })
-		lr := tc.lr * math.Pow(0.7, float64(ep))
+		lr := tc.lr * math.Pow(tc.decay, float64(ep))
 		for s := 0; s < len(idx); s += tc.batch {
 			clear(g)
 			e := min(s+tc.batch, len(idx))
@@ -235,7 +289,14 @@ func train(fs *frameSet, exclude string, tc trainConfig) *vad.Weights {
 				m2[k] = beta2*m2[k] + (1-beta2)*gk*gk
 				p[k] -= lr * (m1[k] / c1) / (math.Sqrt(m2[k]/c2) + eps)
 			}
+			for k := range avg {
+				avg[k] = tc.ema*avg[k] + (1-tc.ema)*p[k]
+			}
 		}
+	}
+	if avg != nil {
+		p = avg
+		w1, b1, w2 = p[:h*nf], p[h*nf:h*nf+h], p[h*nf+h:h*nf+2*h]
 	}
 	return &vad.Weights{
 		Features: nf, Hidden: h, Mean: mean, Scale: scale,
@@ -302,7 +363,11 @@ func trainCommand(dir string, sets []string, cfg vad.Config, tc trainConfig, lon
 	sort.Slice(names, func(i, j int) bool { return noiseOrder(names[i]) < noiseOrder(names[j]) })
 	fmt.Fprintf(w, "training frames: %d (%d speech) from %s, noise types %s\n\n", len(fs.y), pos, dir, strings.Join(names, " "))
 
-	all := train(fs, tc.exclude, tc)
+	if tc.auc {
+		featureAUC(fs, names, w)
+		return nil, nil
+	}
+	all := trainEnsemble(fs, tc.exclude, tc)
 	which := "every noise type"
 	if tc.exclude != "" {
 		which += " but " + tc.exclude
@@ -338,11 +403,29 @@ func trainCommand(dir string, sets []string, cfg vad.Config, tc trainConfig, lon
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "| held out | trained without it | trained with it |")
 	fmt.Fprintln(w, "|---|---|---|")
+	// The folds are independent trainings, each deterministic on its own: they may run
+	// side by side (-parallel) with the same results.
+	var held []string
 	for _, n := range names {
-		if classOf(n) == "clean" || classOf(n) == "quiet" {
-			continue // not a noise type: always in training
+		if classOf(n) != "clean" && classOf(n) != "quiet" { // not noise types: always in training
+			held = append(held, n)
 		}
-		wn := train(fs, n, tc)
+	}
+	trained := make([]*vad.Weights, len(held))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, max(tc.parallel, 1))
+	for i, n := range held {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			trained[i] = trainEnsemble(fs, n, tc)
+			<-sem
+		}()
+	}
+	wg.Wait()
+	for i, n := range held {
+		wn := trained[i]
 		folds[n] = wn
 		if tc.foldsDir != "" {
 			b, _ := json.Marshal(wn)
@@ -394,4 +477,55 @@ func goSource(wt *vad.Weights) []byte {
 		panic(err) // a bug in the template above
 	}
 	return src
+}
+
+// featureAUC prints, per noise type, the area under the ROC curve of each feature alone
+// for the type's speech frames against its noise frames (0.5: no separation; below 0.5 the
+// feature is lower for speech), to see which features carry what.
+func featureAUC(fs *frameSet, names []string, w io.Writer) {
+	fmt.Fprintf(w, "| feature |")
+	for _, n := range names {
+		fmt.Fprintf(w, " %s |", n)
+	}
+	fmt.Fprintln(w)
+	type pt struct {
+		v   float32
+		pos bool
+	}
+	for j := 0; j < vad.NumFeatures; j++ {
+		fmt.Fprintf(w, "| %d |", j)
+		for _, n := range names {
+			var ps []pt
+			var np, nn float64
+			for i := range fs.y {
+				if fs.noise[i] == n {
+					ps = append(ps, pt{fs.x[i][j], fs.y[i] == 1})
+					if fs.y[i] == 1 {
+						np++
+					} else {
+						nn++
+					}
+				}
+			}
+			sort.Slice(ps, func(a, b int) bool { return ps[a].v < ps[b].v })
+			// Mann-Whitney: sum of the ranks of the positives (ties get the mean rank).
+			var rank float64
+			for a := 0; a < len(ps); {
+				b := a
+				for b < len(ps) && ps[b].v == ps[a].v {
+					b++
+				}
+				r := float64(a+b+1) / 2
+				for k := a; k < b; k++ {
+					if ps[k].pos {
+						rank += r
+					}
+				}
+				a = b
+			}
+			auc := (rank - np*(np+1)/2) / (np * nn)
+			fmt.Fprintf(w, " %.2f |", auc)
+		}
+		fmt.Fprintln(w)
+	}
 }

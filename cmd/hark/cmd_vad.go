@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hark-audio/hark/audio"
 	"github.com/hark-audio/hark/capture"
 	"github.com/hark-audio/hark/config"
 	"github.com/hark-audio/hark/vad"
@@ -88,6 +89,14 @@ func runVAD(ctx context.Context, r io.Reader, name string, cfg vad.Config, sink 
 	}
 	g := vad.NewGate(cfg)
 	preroll := cfg.PreRollMS / 100
+	// Only the gate keeps frames (its pre-roll, at most that many) past the iteration
+	// that decoded them, so their memory is reused after that: a long file then costs no
+	// allocation per frame (nor fresh pages to fault in).
+	ring := make([]int16, (g.Config().PreRollMS/100+2)*audio.FrameSamples)
+	slot := func(n int) []int16 {
+		i := n % (len(ring) / audio.FrameSamples) * audio.FrameSamples
+		return ring[i : i+audio.FrameSamples : i+audio.FrameSamples]
+	}
 	var (
 		pending []vadRow // rows not yet final; pending[0].Index == next
 		next    int
@@ -118,7 +127,7 @@ func runVAD(ctx context.Context, r io.Reader, name string, cfg vad.Config, sink 
 		if n%1024 == 0 && ctx.Err() != nil {
 			return ctx.Err()
 		}
-		fr, err := dec.Next()
+		fr, err := dec.NextInto(slot(n))
 		if errors.Is(err, io.EOF) {
 			break
 		}
@@ -195,7 +204,8 @@ func bit(b bool) byte {
 // termSink draws the tuning view: one line per frame with the level as a bar against the
 // floor and threshold, the classifier's score, what was decided and why (S speech, v
 // vetoed: loud enough, but the classifier judged it not speech), segment boundaries and a
-// summary. Every line fits the terminal's width (termWidth).
+// summary (e: the gate closed before its hangover ran out, the level being back at the
+// floor after loud speech). Every line fits the terminal's width (termWidth).
 type termSink struct {
 	w     *bufio.Writer
 	name  string
@@ -276,6 +286,7 @@ func (t *termSink) header() {
 	p("     ░ up to the floor  █ above it  ┃ threshold")
 	p("score: the classifier's speech probability (- when off)")
 	p("S speech  v vetoed (loud, but not speech-like)  ▶ sent")
+	p("e ended: back at the floor after loud speech, the hangover is cut short")
 	fmt.Fprintln(t.w)
 	if t.nums {
 		p("%7s %-*s %6s %6s %6s %4s", "time", t.bar, "level", "level", "floor", "thresh", "score")
@@ -343,6 +354,8 @@ func (t *termSink) row(r vadRow) error {
 		b = append(b, 'S')
 	case a.Vetoed:
 		b = append(b, 'v')
+	case a.Ended:
+		b = append(b, 'e')
 	default:
 		b = append(b, ' ')
 	}
