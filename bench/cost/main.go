@@ -46,6 +46,7 @@ import (
 	"syscall"
 	"time"
 
+	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"github.com/hark-audio/hark/internal/pace"
 )
 
@@ -213,6 +214,9 @@ type bench struct {
 	brokerPort int
 	pulseEnv   []string
 	seq        int
+
+	countMu sync.Mutex
+	counts  map[string]int // transcripts published per device id
 }
 
 func (b *bench) dir(name string) string {
@@ -593,33 +597,39 @@ func (b *bench) startBroker() (func(), error) {
 	}
 	b.brokerPort = port
 	// A subscriber counts the transcripts each device published (a sanity check of the runs).
-	sub := exec.Command("mosquitto_sub", "-p", strconv.Itoa(port), "-t", "bench/+/transcript", "-v")
-	subOut, err := os.Create(filepath.Join(b.work, "transcripts.log"))
-	if err != nil {
-		return nil, err
+	// In-process rather than mosquitto_sub: its stdout to a file is block-buffered, and
+	// the count is read while it still runs, so it read 0.
+	b.counts = map[string]int{}
+	sub := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(fmt.Sprintf("tcp://127.0.0.1:%d", port)).
+		SetClientID("bench-cost-counter").SetAutoReconnect(false))
+	if tok := sub.Connect(); tok.Wait() && tok.Error() != nil {
+		cmd.Process.Kill()
+		cmd.Wait()
+		return nil, fmt.Errorf("transcript counter: %w", tok.Error())
 	}
-	sub.Stdout = subOut
-	if err := sub.Start(); err != nil {
-		sub = nil
+	tok := sub.Subscribe("bench/+/transcript", 1, func(_ mqtt.Client, m mqtt.Message) {
+		b.countMu.Lock()
+		b.counts[strings.Split(m.Topic(), "/")[1]]++
+		b.countMu.Unlock()
+	})
+	if tok.Wait() && tok.Error() != nil {
+		sub.Disconnect(0)
+		cmd.Process.Kill()
+		cmd.Wait()
+		return nil, fmt.Errorf("transcript counter: %w", tok.Error())
 	}
 	return func() {
-		if sub != nil {
-			sub.Process.Kill()
-			sub.Wait()
-		}
-		subOut.Close()
+		sub.Disconnect(0)
 		cmd.Process.Signal(syscall.SIGTERM)
 		cmd.Wait()
 	}, nil
 }
 
-// transcripts counts the transcripts device published (from the subscriber's log).
+// transcripts counts the transcripts device published so far.
 func (b *bench) transcripts(device string) int {
-	data, err := os.ReadFile(filepath.Join(b.work, "transcripts.log"))
-	if err != nil {
-		return -1
-	}
-	return strings.Count(string(data), "bench/"+device+"/transcript ")
+	b.countMu.Lock()
+	defer b.countMu.Unlock()
+	return b.counts[device]
 }
 
 // startEmulator starts a fresh emulator (its fixture hands sentences out in order, so each
