@@ -597,8 +597,9 @@ func (b *bench) startBroker() (func(), error) {
 	}
 	b.brokerPort = port
 	// A subscriber counts the transcripts each device published (a sanity check of the runs).
-	// In-process rather than mosquitto_sub: its stdout to a file is block-buffered, and
-	// the count is read while it still runs, so it read 0.
+	// In-process rather than mosquitto_sub, which is not a test dependency (the run
+	// reported 0 transcripts where it was missing) and whose stdout to a file is
+	// block-buffered while the count is read.
 	b.counts = map[string]int{}
 	sub := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(fmt.Sprintf("tcp://127.0.0.1:%d", port)).
 		SetClientID("bench-cost-counter").SetAutoReconnect(false))
