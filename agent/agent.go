@@ -371,6 +371,7 @@ func (a *Agent) audioLoop(ctx context.Context) (inputEnded bool) {
 		a.opts.Notifier.Progress()
 		a.counters.framesCaptured.Add(1)
 		events = a.route(sink, gate.Push(f, events[:0]), &forwarding)
+		a.src.SetIdle(!gate.Open())
 		an := gate.Last()
 		a.counters.setLevel(an.LevelDBFS, an.FloorDBFS)
 	}

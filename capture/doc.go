@@ -42,7 +42,7 @@
 // period = frame), one wake-up of the consumer per frame, a stall watchdog that sleeps
 // until StallTimeout after the last callback instead of polling; file and stdin input are
 // paced by a timerfd (internal/pace) on the consumer's goroutine, read through a 64 KiB
-// buffer; frames live in FrameLifetime reusable slots, so nothing is allocated per frame.
+// buffer, and released five frames at a time while the gate is closed (SetIdle); frames live in FrameLifetime reusable slots, so nothing is allocated per frame.
 //
 // Seq is the frame's position in the capture stream: a gap means frames were lost (ring
 // overflow, or the partial frame discarded when the device was reopened). Time comes from

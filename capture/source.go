@@ -107,6 +107,7 @@ type Source struct {
 	stdin  *stdinFeed   // stdin input
 	tick   *pace.Ticker // real-time pacing of file and stdin input; nil for a microphone
 	credit uint64       // ticks due and not yet used by a frame
+	idle   bool         // SetIdle(true): the pacer releases frames idleStride at a time
 	ended  error        // what ended the input (io.EOF, a read error, ErrClosed): Next returns it from then on
 
 	frames    atomic.Uint64 // frames returned by Next
@@ -239,6 +240,33 @@ func (s *Source) end(err error) error {
 		s.log.Error("audio input failed", "err", err)
 	}
 	return err
+}
+
+// idleStride is how many frames a real-time file or stdin input releases at once while
+// nobody speaks: 500 ms, so the pacer wakes twice a second instead of ten times, the bulk of
+// what an idle daemon costs. The price is paid once per utterance: its start is seen up to
+// 400 ms later than it would be, the frames before it having waited in the ring as pre-roll
+// anyway; the end of speech, and so the transcript's latency, is unaffected.
+const idleStride = 5
+
+// SetIdle says whether anyone is speaking (the gate is closed). While idle, real-time file
+// and stdin input is released idleStride frames at a time, each still no earlier than it
+// is due; a microphone is unaffected (its device's period sets its wake-ups). Call it from
+// the goroutine that calls Next.
+func (s *Source) SetIdle(idle bool) {
+	if s.tick == nil || s.idle == idle {
+		return
+	}
+	k := 1
+	if idle {
+		k = idleStride
+	}
+	if err := s.tick.SetStride(k); err != nil {
+		// Pacing stays as it was: correct, only costlier.
+		s.log.Debug("pacing stride unchanged", "err", err)
+		return
+	}
+	s.idle = idle
 }
 
 // pace waits until the frame just read is due.

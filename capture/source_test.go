@@ -99,6 +99,54 @@ func TestFileInputFastAndPaced(t *testing.T) {
 	checkGoroutines(t, before)
 }
 
+// While idle (SetIdle), real-time file input is released in batches of idleStride frames,
+// and still never a frame before it is due; back to per-frame release once speech starts.
+func TestFileInputIdleBatches(t *testing.T) {
+	path := writeTemp(t, "tone.wav", sineWAV(16000, 1, 440, 0.4, 2.0)) // 20 frames
+	start := time.Now()
+	s, err := Open(context.Background(), Config{Input: path, Realtime: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var at []time.Time
+	for i := 0; ; i++ {
+		switch i {
+		case 0:
+			s.SetIdle(true)
+		case 15:
+			s.SetIdle(false)
+		}
+		_, err := s.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		now := time.Now()
+		if due := start.Add(time.Duration(i+1) * audio.FrameDuration); now.Before(due) {
+			t.Fatalf("frame %d released %v before it was due", i, due.Sub(now))
+		}
+		at = append(at, now)
+	}
+	if len(at) != 20 {
+		t.Fatalf("%d frames, want 20", len(at))
+	}
+	// Wake-ups: a frame released more than 40 ms after the one before it needed one. Per
+	// frame pacing takes 20; idle batches of 5 over frames 1-15 take about 3 + 5.
+	wakes := 0
+	for i := 1; i < len(at); i++ {
+		if at[i].Sub(at[i-1]) > 40*time.Millisecond {
+			wakes++
+		}
+	}
+	t.Logf("20 frames in %d wake-ups", wakes)
+	if wakes > 12 {
+		t.Fatalf("idle input woke %d times for 20 frames: not batched", wakes)
+	}
+}
+
 func TestFileInputErrors(t *testing.T) {
 	_, err := Open(context.Background(), Config{Input: "/nonexistent/x.wav"})
 	if err == nil || !errors.Is(err, os.ErrNotExist) || !strings.Contains(err.Error(), "/nonexistent/x.wav") {

@@ -45,5 +45,18 @@ func New(first time.Time, period time.Duration) (*Ticker, error) {
 // since the previous Wait (at least 1), or ErrStopped once Stop was called.
 func (t *Ticker) Wait() (uint64, error) { return t.i.wait() }
 
+// SetStride makes the ticker wake its consumer once per k ticks instead of once per tick
+// (k >= 1): the schedule of ticks is unchanged, but the ticks are handed out k at a time,
+// when the last of them is due. hark's file input uses it while nobody speaks: the pacer then
+// wakes twice a second rather than ten times, and the frames it releases in a batch wait in
+// the ring (pre-roll) as they would have anyway. Ticks due before the change are not lost:
+// the next Wait reports them at once. Call it from the goroutine that calls Wait.
+func (t *Ticker) SetStride(k int) error {
+	if k < 1 {
+		return errors.New("pace: stride must be at least 1")
+	}
+	return t.i.setStride(uint64(k))
+}
+
 // Stop ends the ticker and wakes a blocked Wait. It is safe to call more than once.
 func (t *Ticker) Stop() { t.i.stop() }

@@ -20,6 +20,12 @@ type impl struct {
 	once    sync.Once
 	stopped atomic.Bool
 	buf     [8]byte
+
+	first    int64  // the first tick, monotonic clock, ns
+	period   int64  // ns
+	stride   uint64 // ticks per expiry of the timerfd (SetStride)
+	reported uint64 // ticks handed out by wait
+	pending  uint64 // ticks that came due before a re-arm, for the next wait
 }
 
 func start(first time.Time, period time.Duration) (*impl, error) {
@@ -47,7 +53,7 @@ func start(first time.Time, period time.Duration) (*impl, error) {
 		f.Close()
 		return nil, fmt.Errorf("pace: %w", err)
 	}
-	t := &impl{f: f, rc: rc}
+	t := &impl{f: f, rc: rc, first: at, period: int64(period), stride: 1}
 	t.read = t.readTimer
 	return t, nil
 }
@@ -61,6 +67,12 @@ func (t *impl) readTimer(fd uintptr) bool {
 }
 
 func (t *impl) wait() (uint64, error) {
+	if t.pending > 0 && !t.stopped.Load() {
+		n := t.pending
+		t.pending = 0
+		t.reported += n
+		return n, nil
+	}
 	// RawConn.Read calls read until it reports done, parking the goroutine in the poller
 	// between attempts.
 	err := t.rc.Read(t.read)
@@ -74,7 +86,35 @@ func (t *impl) wait() (uint64, error) {
 	case errno != 0:
 		return 0, fmt.Errorf("pace: read timerfd: %w", errno)
 	}
-	return *(*uint64)(unsafe.Pointer(&t.buf[0])), nil
+	n := *(*uint64)(unsafe.Pointer(&t.buf[0])) * t.stride
+	t.reported += n
+	return n, nil
+}
+
+// setStride re-arms the timerfd to expire once per k ticks, at the tick that completes the
+// next k not yet reported. Re-arming resets the kernel's expiration count, so expirations
+// already counted on the old schedule are read first and kept for the next wait.
+func (t *impl) setStride(k uint64) error {
+	if k == t.stride || t.stopped.Load() {
+		return nil
+	}
+	var rerr error
+	if err := t.rc.Control(func(fd uintptr) {
+		if t.readTimer(fd) && t.errno == 0 {
+			t.pending += *(*uint64)(unsafe.Pointer(&t.buf[0])) * t.stride
+		}
+		next := t.first + int64(t.reported+t.pending+k-1)*t.period
+		spec := unix.ItimerSpec{Value: unix.NsecToTimespec(next), Interval: unix.NsecToTimespec(int64(k) * t.period)}
+		if err := unix.TimerfdSettime(int(fd), unix.TFD_TIMER_ABSTIME, &spec, nil); err != nil {
+			rerr = fmt.Errorf("pace: timerfd_settime: %w", err)
+		}
+	}); err != nil {
+		return fmt.Errorf("pace: %w", err)
+	}
+	if rerr == nil {
+		t.stride = k
+	}
+	return rerr
 }
 
 func (t *impl) stop() {

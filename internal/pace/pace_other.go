@@ -8,15 +8,16 @@ import (
 )
 
 type impl struct {
-	next   time.Time
+	next   time.Time // the first tick not yet reported
 	period time.Duration
+	stride uint64
 	timer  *time.Timer
 	done   chan struct{}
 	once   sync.Once
 }
 
 func start(first time.Time, period time.Duration) (*impl, error) {
-	return &impl{next: first, period: period, timer: time.NewTimer(time.Until(first)), done: make(chan struct{})}, nil
+	return &impl{next: first, period: period, stride: 1, timer: time.NewTimer(time.Until(first)), done: make(chan struct{})}, nil
 }
 
 func (t *impl) wait() (uint64, error) {
@@ -27,8 +28,20 @@ func (t *impl) wait() (uint64, error) {
 	}
 	n := uint64(time.Since(t.next)/t.period) + 1
 	t.next = t.next.Add(time.Duration(n) * t.period)
-	t.timer.Reset(time.Until(t.next))
+	t.arm()
 	return n, nil
+}
+
+// arm sets the timer for the tick that completes the next stride.
+func (t *impl) arm() {
+	t.timer.Reset(time.Until(t.next.Add(time.Duration(t.stride-1) * t.period)))
+}
+
+func (t *impl) setStride(k uint64) error {
+	t.timer.Stop()
+	t.stride = k
+	t.arm()
+	return nil
 }
 
 func (t *impl) stop() {

@@ -151,3 +151,51 @@ func measure(b *testing.B, f func()) {
 	b.ReportMetric(float64(cpu)/float64(b.N), "cpu-ns/tick")
 	b.ReportMetric(float64(csw)/float64(b.N), "ctxsw/tick")
 }
+
+// SetStride hands ticks out k at a time without moving the schedule: ticks due before the
+// change are reported by the next Wait (re-arming the timer resets the kernel's count, so
+// these are the ones a careless re-arm loses), a strided Wait reports whole strides, and no
+// tick is ever reported before it is due.
+func TestStrideKeepsSchedule(t *testing.T) {
+	leaktest.Check(t)
+	const period = 4 * time.Millisecond
+	first := time.Now().Add(-50 * period)
+	tk, err := New(first, period)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tk.Stop()
+	if err := tk.SetStride(0); err == nil {
+		t.Fatal("SetStride(0) accepted")
+	}
+	if err := tk.SetStride(4); err != nil {
+		t.Fatal(err)
+	}
+	n, err := tk.Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n < 50 {
+		t.Fatalf("first Wait after SetStride reported %d ticks; at least 50 were due before it", n)
+	}
+	total := n
+	for _, k := range []int{4, 1, 3, 1, 5} {
+		if err := tk.SetStride(k); err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < 3; i++ {
+			n, err := tk.Wait()
+			if err != nil {
+				t.Fatal(err)
+			}
+			total += n
+			if due := first.Add(time.Duration(total-1) * period); time.Now().Before(due) {
+				t.Fatalf("stride %d: tick %d reported %v before it was due", k, total, due.Sub(time.Now()))
+			}
+			// The first Wait after a change may also report ticks due before it.
+			if i > 0 && n%uint64(k) != 0 {
+				t.Fatalf("stride %d: Wait reported %d ticks, not whole strides", k, n)
+			}
+		}
+	}
+}
