@@ -279,7 +279,7 @@ check_credential() {
 	c=$(mark)
 	ct systemctl start hark || fail "start failed: $(journal_since "$c" | tail -n 5)"
 	pid=$(prop MainPID)
-	journal_since "$c" | grep -q 'api key loaded.*systemd credential deepgram-api-key' ||
+	journal_since "$c" | grep -q 'credential loaded.*api key, systemd credential deepgram-api-key' ||
 		fail "key not loaded from the credential"
 	ct grep -qF -- "$KEY" "/proc/$pid/environ" "/proc/$pid/cmdline" && fail "the key is in the environment or command line"
 	cts "journalctl --no-pager -o cat | grep -qF -- $KEY" && fail "the key reached the journal"
