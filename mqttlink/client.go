@@ -1011,21 +1011,27 @@ func (c *Client) publisher(ctx context.Context) {
 // announce runs once per connection: subscribe, publish online, and mark every retained
 // message for sending again (the broker may have restarted without persistence).
 func (c *Client) announce(ctx context.Context, s linkState) error {
-	filters := map[string]byte{c.t.requestFilter: 1}
+	filters := []string{c.t.requestFilter}
 	for _, p := range c.t.sharedPrefixes {
-		filters[p+"#"] = 1
+		filters = append(filters, p+"#")
 	}
 	if len(c.disc) > 0 {
-		filters[c.t.haStatus] = 1
+		filters = append(filters, c.t.haStatus)
 	}
-	tok := c.pc.SubscribeMultiple(filters, nil) // nil: the default handler, onMessage
-	if err := c.await(ctx, tok, s); err != nil {
-		return fmt.Errorf("subscribe: %w", err)
-	}
-	if st, ok := tok.(*mqtt.SubscribeToken); ok {
-		for topic, code := range st.Result() {
-			if code >= 0x80 {
-				c.log.Warn("broker refused subscription (check its ACL)", "topic", topic)
+	// One SUBSCRIBE per filter: Aedes with a shared persistence (aedes-persistence-redis
+	// 11, the clustered setup) never acknowledges a SUBSCRIBE of several filters from a
+	// persistent session (each filter stores them all, and the stores' completions
+	// overwrite each other), and a few more round trips per connection cost nothing.
+	for _, f := range filters {
+		tok := c.pc.Subscribe(f, 1, nil) // nil: the default handler, onMessage
+		if err := c.await(ctx, tok, s); err != nil {
+			return fmt.Errorf("subscribe %s: %w", f, err)
+		}
+		if st, ok := tok.(*mqtt.SubscribeToken); ok {
+			for topic, code := range st.Result() {
+				if code >= 0x80 {
+					c.log.Warn("broker refused subscription (check its ACL)", "topic", topic)
+				}
 			}
 		}
 	}
