@@ -182,5 +182,5 @@ FORCE:
 SOAK_DEVICES ?= 100
 soak-fleet: build
 	SOAK_FLEET=1 SOAK_DEVICES=$(SOAK_DEVICES) SOAK_RUN=$(SOAK_RUN) SOAK_REPORT=$(CURDIR)/$(BIN)/soak-fleet.txt \
-	HARK_BIN=$(CURDIR)/$(BIN)/hark DGEMU_BIN=$(CURDIR)/$(BIN)/dgemu \
+	SOAK_HARK_BIN=$(CURDIR)/$(BIN)/hark SOAK_DGEMU_BIN=$(CURDIR)/$(BIN)/dgemu \
 		nice -n 10 $(GO) test -count=1 -timeout 60m -v -run TestFleetSoak ./test/soak

@@ -41,7 +41,7 @@ import (
 //	          published exactly once, live or through the spool.
 //
 // It reports per-process CPU and RSS and the broker's message rate (t.Log and
-// SOAK_REPORT, a file). HARK_BIN and DGEMU_BIN name the binaries (default: built here).
+// SOAK_REPORT, a file). SOAK_HARK_BIN and SOAK_DGEMU_BIN name the binaries (default: built here).
 func TestFleetSoak(t *testing.T) {
 	if os.Getenv("SOAK_FLEET") == "" {
 		t.Skip("fleet soak is opt-in: make soak-fleet (SOAK_FLEET=1)")
@@ -55,7 +55,7 @@ func TestFleetSoak(t *testing.T) {
 	}
 	run := func(p string) bool { return len(parts) == 0 || parts[p] }
 	root, _ := filepath.Abs(filepath.Join("..", ".."))
-	harkBin, dgemuBin := binary(t, root, "HARK_BIN", "hark"), binary(t, root, "DGEMU_BIN", "dgemu")
+	harkBin, dgemuBin := binary(t, root, "SOAK_HARK_BIN", "hark"), binary(t, root, "SOAK_DGEMU_BIN", "dgemu")
 	rep := &report{t: t}
 	defer rep.write(os.Getenv("SOAK_REPORT"))
 	rep.add("devices: %d hark processes (%s), one mosquitto, dgemu --max-streams 50", n, harkBin)
@@ -68,10 +68,10 @@ func TestFleetSoak(t *testing.T) {
 	keyFile := filepath.Join(t.TempDir(), "key")
 	os.WriteFile(keyFile, []byte("soak-key\n"), 0o600)
 	devs := make([]*device, n)
+	start := time.Now()
 	for i := range devs {
 		devs[i] = startDevice(t, harkBin, fmt.Sprintf("soak%03d", i), i, broker.URL(), emuURL, keyFile, demo)
 	}
-	start := time.Now()
 	col.waitOnline(t, devs, start, 5*time.Minute)
 	rep.add("all %d online %.1f s after start", n, time.Since(start).Seconds())
 
@@ -606,4 +606,3 @@ func (c *collector) refusals(t *testing.T, _ string) float64 {
 	}
 	return sum
 }
-
