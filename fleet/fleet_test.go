@@ -74,7 +74,9 @@ func fakeDevice(t *testing.T, url, id string, groups []string, handler mqttlink.
 func TestListAndRequest(t *testing.T) {
 	b := brokertest.Start(t)
 	ok := func(_ context.Context, op string, body []byte) (any, error) { return map[string]string{"op": op}, nil }
-	bad := func(context.Context, string, []byte) (any, error) { return nil, errors.New("vad.threshold_db: out of range") }
+	bad := func(context.Context, string, []byte) (any, error) {
+		return nil, errors.New("vad.threshold_db: out of range")
+	}
 	block := make(chan struct{})
 	defer close(block)
 	silent := func(ctx context.Context, _ string, _ []byte) (any, error) {
