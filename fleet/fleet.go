@@ -323,7 +323,7 @@ func parseInto(d *Device, leaf string, p []byte) {
 		}
 		if json.Unmarshal(p, &h) == nil {
 			d.HealthAt, d.Version, d.CPUPercent, d.RSSBytes, d.LastTranscript = h.At, h.Version, h.CPUPercent, h.RSS, h.LastTranscript
-			d.Broker, d.Queue = redact.URL(h.MQTT.Broker), h.MQTT.QueueEntries
+			d.Broker, d.Queue = brokerShown(h.MQTT.Broker), h.MQTT.QueueEntries
 		}
 	case "config":
 		var cfg struct {
@@ -335,6 +335,17 @@ func parseInto(d *Device, leaf string, p []byte) {
 			d.Groups = cfg.MQTT.Groups
 		}
 	}
+}
+
+// brokerShown is a device's broker URL as the table shows it: redacted, and without
+// anything before an '@' that the redaction did not recognise as a URL's user info (a
+// device never sends one; anyone able to publish under the prefix could).
+func brokerShown(s string) string {
+	s = redact.URL(s)
+	if i := strings.LastIndexByte(s, '@'); i >= 0 && !strings.Contains(s[:i], redact.Mark) {
+		s = s[i+1:]
+	}
+	return s
 }
 
 func randomHex(n int) string {

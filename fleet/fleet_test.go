@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -139,4 +140,21 @@ func TestListAndRequest(t *testing.T) {
 	if err != nil || len(answers) != 1 || answers[0].Status != "no_answer" {
 		t.Fatalf("missing device: %v, %v", answers, err)
 	}
+}
+
+// FuzzParseInto: retained payloads from any device (another version, or anyone able to
+// publish under the prefix) never panic the table, whatever the topic leaf.
+func FuzzParseInto(f *testing.F) {
+	for _, s := range []string{`{"pipeline":"running","uplink":{"state":"idle"},"spool":{"entries":3}}`,
+		`{"at":"2026-12-05T08:00:00.000Z","cpu_pct":1.5,"mqtt":{"broker":"mqtt://u:p@h"}}`, `online`, `{"mqtt":{"groups":["a"]}}`, `{"mqtt":{"groups":"a"}}`, ``} {
+		f.Add("health", s)
+		f.Add("config", s)
+	}
+	f.Fuzz(func(t *testing.T, leaf, payload string) {
+		var d Device
+		parseInto(&d, leaf, []byte(payload))
+		if strings.Contains(d.Broker, ":p@") {
+			t.Fatalf("broker credentials shown: %q", d.Broker)
+		}
+	})
 }

@@ -55,6 +55,10 @@ func ParseBroker(raw string) (Broker, error) {
 	if host == "" {
 		return Broker{}, errors.New("has no host name, as in mqtt://localhost")
 	}
+	if strings.Contains(host, ":") && net.ParseIP(host) == nil {
+		// [::1] is an IPv6 address; "[:]" is nothing, and would not parse again.
+		return Broker{}, fmt.Errorf("host %q is not an IPv6 address", host)
+	}
 	if strings.HasSuffix(u.Host, ":") {
 		return Broker{}, fmt.Errorf("port is empty (leave \":\" out for the default %s)", s.port)
 	}

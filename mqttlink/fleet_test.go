@@ -23,6 +23,7 @@ func TestParseBrokers(t *testing.T) {
 		{"mqtt://a,mqtt://a:1883", nil, "URL 2 of 2 repeats mqtt://a:1883"},
 		{"mqtt://a,mqtt://u:secret@b", nil, "must not carry credentials"},
 		{" , ", nil, "not a broker URL"},
+		{"tcp://::1", nil, "not an IPv6 address"},
 	} {
 		bs, err := ParseBrokers(tc.in)
 		if tc.err != "" {
@@ -139,4 +140,36 @@ func TestFailoverBetweenBrokers(t *testing.T) {
 	if m := s2.nextOn(t, base+"/availability"); m.payload != "online" {
 		t.Fatalf("availability on the second broker: %q", m.payload)
 	}
+}
+
+// FuzzParseBrokers: whatever the list, ParseBrokers never panics, never repeats a
+// credential in its error, and what it accepts is non-empty, bounded, duplicate-free and
+// all TLS or all plain, each URL accepted again by ParseBroker as it is.
+func FuzzParseBrokers(f *testing.F) {
+	for _, s := range []string{"mqtt://a", "mqtt://a,mqtts://b", "mqtt://u:pw-secret@a,mqtt://b", " , ,", "ws://h/p?x=1,ws://h/q", "tcp://[::1]:1,tcp://[::1]:2"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		bs, err := ParseBrokers(s)
+		if err != nil {
+			if strings.Contains(s, "pw-secret") && strings.Contains(err.Error(), "pw-secret") {
+				t.Fatalf("error repeats the credential: %v", err)
+			}
+			return
+		}
+		if len(bs) == 0 || len(bs) > MaxBrokers {
+			t.Fatalf("%d brokers accepted", len(bs))
+		}
+		seen := map[string]bool{}
+		for _, b := range bs {
+			if b.TLS != bs[0].TLS || seen[b.URL] {
+				t.Fatalf("accepted %v", bs)
+			}
+			seen[b.URL] = true
+			again, err := ParseBroker(b.URL)
+			if err != nil || again != b {
+				t.Fatalf("%s parses again as %v, %v", b.URL, again, err)
+			}
+		}
+	})
 }
