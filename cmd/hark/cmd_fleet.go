@@ -212,7 +212,7 @@ func fleetUsage(w io.Writer) {
 		fmt.Fprintf(tw, "  %s\t%s\n", strings.TrimPrefix(s.synopsis, "fleet "), s.what)
 	}
 	tw.Flush()
-	fmt.Fprintln(w, "\nThe broker and credentials come from the configuration (mqtt.*, HARK_MQTT_*, the\nmqtt-password credential or HARK_MQTT_PASSWORD), as for `hark run`. `hark fleet SUB --help`\nlists a subcommand's flags. Exit status: 0 when every device answered ok, 1 otherwise.")
+	fmt.Fprintln(w, "\nThe broker and credentials come from the configuration (mqtt.*, HARK_MQTT_*, the\nmqtt-password credential or HARK_MQTT_PASSWORD), as for `hark run`. `hark fleet SUB -h`\nlists a subcommand's flags. Exit status: 0 when every device answered ok, 1 otherwise.")
 }
 
 // fleetOptions reads the broker settings as the daemon does.
