@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/hark-audio/hark/dgemu"
+	"github.com/hark-audio/hark/fleet"
 	"github.com/hark-audio/hark/internal/leaktest"
 	"github.com/hark-audio/hark/mqttlink"
 	"github.com/hark-audio/hark/test/aedes"
@@ -68,6 +69,16 @@ func TestClusteredBrokerFailover(t *testing.T) {
 	fresh := watch(t, second.URL(), base+"/availability")
 	if m := fresh.await(base+"/availability", nil, 30*time.Second); m.payload != "online" || !m.retained {
 		t.Fatalf("retained availability on the surviving node: %q (retained %v)", m.payload, m.retained)
+	}
+	// The operator's tool, given both nodes, skips the dead one and sees the device there.
+	conn, err := fleet.Connect(context.Background(), fleet.Options{Broker: first.URL() + "," + second.URL(), TopicPrefix: "hark", Timeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	devs, err := conn.List(context.Background())
+	conn.Close()
+	if err != nil || len(devs) != 1 || !devs[0].Online() || devs[0].Broker != second.URL() || conn.Broker() != second.URL() {
+		t.Fatalf("fleet ls on the cluster (connected to %s): %+v, %v", conn.Broker(), devs, err)
 	}
 	h.feedSentence(d, 3, &pos, 2)
 	if m := w.await(base+"/transcript", func(m msg) bool { return jsonField(m.payload, "text") != d.lines[2] }, 60*time.Second); jsonField(m.payload, "text") != d.lines[3] {

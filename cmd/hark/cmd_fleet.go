@@ -333,15 +333,15 @@ func printDevices(w io.Writer, devs []fleet.Device, now time.Time) {
 		if d.Muted {
 			uplink += " (muted)"
 		}
-		rss := "-"
-		if d.RSSBytes > 0 {
+		// An offline device's last health is history: its CPU, memory and broker are not
+		// shown as if current (--json keeps them, with health_at).
+		rss, cpu, broker := "-", "-", "-"
+		if d.Online() && !d.HealthAt.IsZero() {
 			rss = fmt.Sprintf("%.1f MiB", float64(d.RSSBytes)/(1<<20))
-		}
-		cpu := "-"
-		if !d.HealthAt.IsZero() {
 			cpu = fmt.Sprintf("%.1f%%", d.CPUPercent)
+			broker = dash(d.Broker)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\n", d.ID, on, dash(d.Version), uplink, d.Spool, d.Queue, last, cpu, rss, dash(d.Broker))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\n", d.ID, on, dash(d.Version), uplink, d.Spool, d.Queue, last, cpu, rss, broker)
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "%d devices, %d online\n", len(devs), online)
