@@ -53,7 +53,58 @@ type Conn struct {
 	broker string // connected URL, for messages
 
 	mu   sync.Mutex
-	subs map[string]chan mqtt.Message // filter -> delivery (one consumer per call)
+	subs map[string]*delivery // filter -> its consumer (one per call)
+}
+
+// delivery is where one call's messages go until it cancels its subscription: a queue
+// that paho's router goroutine appends to without ever waiting (it must go on reading
+// acknowledgements while a call waits for one), and a pump that hands the messages to the
+// call in order. A large fleet's retained messages are never dropped.
+type delivery struct {
+	ch     chan mqtt.Message
+	done   chan struct{}
+	notify chan struct{}
+	mu     sync.Mutex
+	q      []mqtt.Message
+}
+
+func newDelivery() *delivery {
+	d := &delivery{ch: make(chan mqtt.Message), done: make(chan struct{}), notify: make(chan struct{}, 1)}
+	go d.pump()
+	return d
+}
+
+func (d *delivery) push(m mqtt.Message) {
+	d.mu.Lock()
+	d.q = append(d.q, m)
+	d.mu.Unlock()
+	select {
+	case d.notify <- struct{}{}:
+	default:
+	}
+}
+
+func (d *delivery) pump() {
+	for {
+		d.mu.Lock()
+		if len(d.q) == 0 {
+			d.mu.Unlock()
+			select {
+			case <-d.notify:
+				continue
+			case <-d.done:
+				return
+			}
+		}
+		m := d.q[0]
+		d.q = d.q[1:]
+		d.mu.Unlock()
+		select {
+		case d.ch <- m:
+		case <-d.done:
+			return
+		}
+	}
 }
 
 // Connect dials the broker (the URLs in order) with a clean session: the tool keeps no
@@ -76,7 +127,7 @@ func Connect(ctx context.Context, o Options) (*Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Conn{o: o, prefix: strings.TrimSuffix(o.TopicPrefix, "/"), subs: map[string]chan mqtt.Message{}}
+	c := &Conn{o: o, prefix: strings.TrimSuffix(o.TopicPrefix, "/"), subs: map[string]*delivery{}}
 	po := mqtt.NewClientOptions()
 	for _, b := range brokers {
 		po.AddBroker(b.URL)
@@ -120,19 +171,20 @@ func (c *Conn) Broker() string { return redact.URL(c.broker) }
 // Close disconnects.
 func (c *Conn) Close() { c.pc.Disconnect(250) }
 
-// route hands a message to the channel of the subscription it matches. It runs on paho's
-// router goroutine; a consumer that stopped reading loses messages rather than block it.
+// route queues a message for the consumer of the subscription it matches. It runs on
+// paho's router goroutine and never waits.
 func (c *Conn) route(_ mqtt.Client, m mqtt.Message) {
+	var d *delivery
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	for filter, ch := range c.subs {
+	for filter, s := range c.subs {
 		if match(filter, m.Topic()) {
-			select {
-			case ch <- m:
-			default:
-			}
-			return
+			d = s
+			break
 		}
+	}
+	c.mu.Unlock()
+	if d != nil {
+		d.push(m)
 	}
 }
 
@@ -152,28 +204,32 @@ func match(filter, topic string) bool {
 
 // subscribe subscribes to filters at QoS 1, delivering every message to one channel.
 func (c *Conn) subscribe(ctx context.Context, filters ...string) (<-chan mqtt.Message, func(), error) {
-	ch := make(chan mqtt.Message, 4096)
+	d := newDelivery()
 	m := map[string]byte{}
 	c.mu.Lock()
 	for _, f := range filters {
-		c.subs[f] = ch
+		c.subs[f] = d
 		m[f] = 1
 	}
 	c.mu.Unlock()
+	var once sync.Once
 	cancel := func() {
-		c.mu.Lock()
-		for _, f := range filters {
-			delete(c.subs, f)
-		}
-		c.mu.Unlock()
-		c.pc.Unsubscribe(filters...)
+		once.Do(func() {
+			close(d.done)
+			c.mu.Lock()
+			for _, f := range filters {
+				delete(c.subs, f)
+			}
+			c.mu.Unlock()
+			c.pc.Unsubscribe(filters...)
+		})
 	}
 	tok := c.pc.SubscribeMultiple(m, nil)
 	if err := wait(ctx, tok, c.o.Timeout); err != nil {
 		cancel()
 		return nil, nil, fmt.Errorf("subscribe: %w", err)
 	}
-	return ch, cancel, nil
+	return d.ch, cancel, nil
 }
 
 func wait(ctx context.Context, tok mqtt.Token, d time.Duration) error {
