@@ -129,7 +129,6 @@ type Client struct {
 	link    *link
 	disc    []discoveryMsg
 	connTok mqtt.Token
-	brokers []Broker
 	lostCh  chan struct{} // poked by onConnectionLost: the connector dials again
 	session *sessionWatch
 
@@ -186,7 +185,7 @@ func New(o Options) (*Client, error) {
 	}
 	base := strings.TrimSuffix(o.TopicPrefix, "/") + "/" + o.DeviceID
 	c := &Client{
-		o: o, log: o.Logger, base: base, queue: q, brokers: brokers, lostCh: make(chan struct{}, 1), link: newLink(), session: newSessionWatch(o.Logger, o.ClientID),
+		o: o, log: o.Logger, base: base, queue: q, lostCh: make(chan struct{}, 1), link: newLink(), session: newSessionWatch(o.Logger, o.ClientID),
 		wake: make(chan struct{}, 1), qwake: make(chan struct{}, 1), qwrite: make(chan struct{}, 1), progress: make(chan struct{}, 1),
 		reqs: make(chan inbound, requestQueue), closed: make(chan struct{}),
 		byTopic: map[string]*retainedMsg{},
@@ -436,8 +435,16 @@ func (c *Client) connector(ctx context.Context) {
 		if tok.Error() != nil {
 			failures++
 		} else {
-			failures = 0
+			up := time.Now()
 			c.waitLost(ctx, check.C)
+			// A connection cut right after it opened (a session taken over, a broker
+			// closing on us) backs off as a failed attempt would; one that lasted starts
+			// again from the first delay.
+			if time.Since(up) < shortSession {
+				failures++
+			} else {
+				failures = 0
+			}
 		}
 		t := time.NewTimer(p.Delay(max(failures-1, 0)))
 		select {
