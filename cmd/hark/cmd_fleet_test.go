@@ -198,3 +198,33 @@ func (l *lockedBuffer) String() string {
 	defer l.mu.Unlock()
 	return l.b.String()
 }
+
+func TestParseSetArgs(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string // JSON, or "error"
+	}{
+		{[]string{"vad.threshold_db=7"}, `{"vad":{"threshold_db":7}}`},
+		{[]string{"deepgram.keyterm=[a, b]", "deepgram.model=nova-3", "mqtt.discovery=false"}, `{"deepgram":{"keyterm":["a","b"],"model":"nova-3"},"mqtt":{"discovery":false}}`},
+		{[]string{"deepgram.extra={tag: x=y}"}, `{"deepgram":{"extra":{"tag":"x=y"}}}`},
+		{[]string{"capture.device="}, `{"capture":{"device":""}}`},
+		{[]string{`{"vad": {"threshold_db": 6}}`}, `{"vad":{"threshold_db":6}}`},
+		{[]string{`{"vad": `}, "error"},
+		{[]string{"novalue"}, "error"},
+		{[]string{"=1"}, "error"},
+		{[]string{"a=1", "a=2"}, "error"},
+		{[]string{"a=1", "a.b=2"}, "error"},
+		{[]string{"a=[1"}, "error"},
+		{nil, "error"},
+	} {
+		m, err := parseSetArgs(tc.args)
+		got := "error"
+		if err == nil {
+			b, _ := json.Marshal(m)
+			got = string(b)
+		}
+		if got != tc.want {
+			t.Errorf("parseSetArgs(%q) = %s (%v), want %s", tc.args, got, err, tc.want)
+		}
+	}
+}
