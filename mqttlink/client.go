@@ -288,6 +288,9 @@ func (o *Options) prepare() ([]Broker, *tls.Config, error) {
 	if o.DeviceID == "" || strings.ContainsAny(o.DeviceID, "+#/\x00") {
 		return nil, nil, fmt.Errorf("device id %q must be non-empty, without +, # or /", o.DeviceID)
 	}
+	if ReservedID(o.DeviceID) {
+		return nil, nil, fmt.Errorf("device id %q is reserved (fleet and group requests use it)", o.DeviceID)
+	}
 	if o.QueueDir == "" {
 		return nil, nil, errors.New("no queue directory")
 	}

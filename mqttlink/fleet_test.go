@@ -57,6 +57,11 @@ func TestReservedID(t *testing.T) {
 			t.Errorf("ReservedID(%q) = %v", id, !want)
 		}
 	}
+	o := testOptions(t, "mqtt://127.0.0.1")
+	o.DeviceID = "group"
+	if _, err := New(o); err == nil || !strings.Contains(err.Error(), "reserved") {
+		t.Errorf("New with device id group: %v", err)
+	}
 }
 
 // TestFleetAndGroupRequests: a device takes requests sent to the whole fleet and to its
