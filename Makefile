@@ -172,3 +172,15 @@ clean-dist:
 	rm -rf $(DIST)
 
 FORCE:
+
+# --- fleet soak (issue 15). Not part of `make test`: 100 hark processes for ~10 minutes. ---
+.PHONY: soak-fleet
+
+## soak-fleet: SOAK_DEVICES (default 100) hark processes on one mosquitto and the emulator
+## limited to 50 streams: a fleet-wide config change, a broker restart, more speakers than
+## streams (SOAK_RUN=config,restart,overload selects parts). Figures: BENCHMARKS.md "Fleet".
+SOAK_DEVICES ?= 100
+soak-fleet: build
+	SOAK_FLEET=1 SOAK_DEVICES=$(SOAK_DEVICES) SOAK_RUN=$(SOAK_RUN) SOAK_REPORT=$(CURDIR)/$(BIN)/soak-fleet.txt \
+	SOAK_HARK_BIN=$(CURDIR)/$(BIN)/hark SOAK_DGEMU_BIN=$(CURDIR)/$(BIN)/dgemu \
+		nice -n 10 $(GO) test -count=1 -timeout 60m -v -run TestFleetSoak ./test/soak

@@ -702,6 +702,7 @@ func (a *Agent) publishUtterance(u transcript.Utterance) error {
 		return err
 	}
 	a.counters.utterances.Add(1)
+	a.counters.lastTranscript.Store(time.Now().UnixNano())
 	return nil
 }
 

@@ -184,7 +184,7 @@ func TestMQTTDocsMatchPayloads(t *testing.T) {
 	// checked only as far as the example shows them.
 	docHealth := doc.jsonBlock(t, "health")
 	sameKeys(t, "health", docHealth, healths[len(healths)-1:],
-		[]string{"level_dbfs", "level_peak_dbfs", "noise_floor_dbfs", "mqtt.last_error"},
+		[]string{"level_dbfs", "level_peak_dbfs", "noise_floor_dbfs", "mqtt.last_error", "last_transcript_at", "mqtt.broker"},
 		[]string{"capture", "uplink", "spool", "uploader"})
 
 	// Every pipeline state the code sets is listed next to the state example.

@@ -83,7 +83,7 @@ func mqttOptions(cfg config.Config, password string) mqttlink.Options {
 	return mqttlink.Options{
 		Broker: cfg.MQTT.Broker, ClientID: cfg.MQTT.ClientID, Username: cfg.MQTT.Username, Password: password,
 		CAFile: cfg.MQTT.CAFile, CertFile: cfg.MQTT.CertFile, KeyFile: cfg.MQTT.KeyFile,
-		TopicPrefix: cfg.MQTT.TopicPrefix, DeviceID: cfg.DeviceID,
+		TopicPrefix: cfg.MQTT.TopicPrefix, DeviceID: cfg.DeviceID, Groups: cfg.MQTT.Groups,
 		QueueDir: filepath.Join(cfg.StateDir, "mqtt-queue"), QueueMax: cfg.MQTT.QueueMax,
 		Discovery: cfg.MQTT.Discovery, DiscoveryPrefix: cfg.MQTT.DiscoveryPrefix,
 		AnnouncedFile: filepath.Join(cfg.StateDir, "mqtt-announced.json"),

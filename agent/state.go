@@ -160,7 +160,13 @@ type counters struct {
 	spooledSamples atomic.Int64
 	spoolErrors    atomic.Int64
 	utterances     atomic.Int64
+	lastTranscript atomic.Int64 // unix ns of the last transcript handed to the publisher; 0: none yet
 	level          levelMeter
+	// cpu is the process CPU time and wall time at the previous health message, for
+	// cpu_pct (touched only by Health, which runs on one goroutine at a time).
+	cpuMu     sync.Mutex
+	cpuPrev   time.Duration
+	cpuPrevAt time.Time
 }
 
 func (c *counters) setLevel(level, floor float64) { c.level.add(level, floor) }
@@ -282,11 +288,32 @@ func (a *Agent) Health() map[string]any {
 		cpu := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 		h["cpu_s"] = round(cpu.Seconds(), 3)
 		h["max_rss_bytes"] = ru.Maxrss * 1024
+		h["cpu_pct"] = a.counters.cpuPercent(cpu, time.Now(), a.started)
+	}
+	if ns := a.counters.lastTranscript.Load(); ns != 0 {
+		h["last_transcript_at"] = transcript.FormatTime(time.Unix(0, ns))
 	}
 	if rss, ok := currentRSS(); ok {
 		h["rss_bytes"] = rss
 	}
 	return h
+}
+
+// cpuPercent is the process's CPU use since the previous health message (since start for
+// the first), in percent of one core: what `hark fleet ls` shows per device.
+func (c *counters) cpuPercent(cpu time.Duration, now, started time.Time) float64 {
+	c.cpuMu.Lock()
+	defer c.cpuMu.Unlock()
+	prev, at := c.cpuPrev, c.cpuPrevAt
+	if at.IsZero() {
+		at = started
+	}
+	c.cpuPrev, c.cpuPrevAt = cpu, now
+	wall := now.Sub(at)
+	if wall <= 0 {
+		return 0
+	}
+	return round(100*float64(cpu-prev)/float64(wall), 2)
 }
 
 func (a *Agent) publishHealth() {

@@ -118,6 +118,9 @@ type MQTT struct {
 	// Discovery publishes Home Assistant discovery under DiscoveryPrefix.
 	Discovery       bool   `yaml:"discovery" json:"discovery"`
 	DiscoveryPrefix string `yaml:"discovery_prefix" json:"discovery_prefix"`
+	// Groups name the groups the device belongs to: it also takes the requests sent to
+	// <topic_prefix>/group/<name>/request/<op> (and, always, <topic_prefix>/fleet/request/<op>).
+	Groups []string `yaml:"groups" json:"groups"`
 }
 
 // Spool bounds the on-disk store of speech that could not be streamed.

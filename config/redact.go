@@ -25,7 +25,7 @@ func Redact(raw string) string { return redact.URL(raw) }
 func (c Config) Redacted() Config {
 	c.Deepgram.URL = Redact(c.Deepgram.URL)
 	c.Deepgram.PrerecordedURL = Redact(c.Deepgram.PrerecordedURL)
-	c.MQTT.Broker = Redact(c.MQTT.Broker)
+	c.MQTT.Broker = redactBrokers(c.MQTT.Broker)
 	return c
 }
 

@@ -32,6 +32,9 @@ func (c Config) Validate() error {
 	if !validDeviceID(c.DeviceID) {
 		return bad("device_id", "%q must be 1-64 letters, digits, '-' or '_' (it is part of MQTT topics)", c.DeviceID)
 	}
+	if mqttlink.ReservedID(c.DeviceID) {
+		return bad("device_id", "%q is reserved: <topic_prefix>/%s/... addresses several devices; choose another id", c.DeviceID, strings.ToLower(c.DeviceID))
+	}
 	if c.StateDir == "" {
 		return bad("state_dir", "must not be empty")
 	}
@@ -63,12 +66,13 @@ func (c Config) Validate() error {
 	m := c.MQTT
 	if m.Broker != "" {
 		// The same function the MQTT client dials with: what passes here can be used.
-		b, err := mqttlink.ParseBroker(m.Broker)
+		// A comma-separated list names the nodes of one clustered broker.
+		bs, err := mqttlink.ParseBrokers(m.Broker)
 		if err != nil {
-			return bad("mqtt.broker", "%q: %v", Redact(m.Broker), err)
+			return bad("mqtt.broker", "%q: %v", redactBrokers(m.Broker), err)
 		}
 		for _, f := range []struct{ key, v string }{{"mqtt.ca_file", m.CAFile}, {"mqtt.cert_file", m.CertFile}, {"mqtt.key_file", m.KeyFile}} {
-			if f.v != "" && !b.TLS {
+			if f.v != "" && !bs[0].TLS {
 				return bad(f.key, "%s", mqttlink.ErrTLSFilesWithoutTLS)
 			}
 		}
@@ -90,6 +94,9 @@ func (c Config) Validate() error {
 	}
 	if m.DiscoveryPrefix == "" || strings.ContainsAny(m.DiscoveryPrefix, "+#") {
 		return bad("mqtt.discovery_prefix", "%q must be non-empty, without + or #", m.DiscoveryPrefix)
+	}
+	if err := validateGroups(m.Groups); err != nil {
+		return err
 	}
 	s := c.Spool
 	if s.MaxBytes < 64<<10 {
@@ -177,4 +184,34 @@ func validateDeepgram(d Deepgram) error {
 		return bad("result_timeout", "%s is out of range [3s, 5m]", d.ResultTimeout)
 	}
 	return nil
+}
+
+// maxGroups bounds mqtt.groups: each is one more subscription on the broker.
+const maxGroups = 32
+
+// validateGroups checks mqtt.groups: each name a topic level as a device id is, no repeats.
+func validateGroups(groups []string) error {
+	if len(groups) > maxGroups {
+		return &Error{Key: "mqtt.groups", Msg: fmt.Sprintf("%d groups, more than the limit of %d", len(groups), maxGroups)}
+	}
+	seen := map[string]bool{}
+	for _, g := range groups {
+		if !validDeviceID(g) {
+			return &Error{Key: "mqtt.groups", Msg: fmt.Sprintf("%q must be 1-64 letters, digits, '-' or '_' (it is part of MQTT topics)", g)}
+		}
+		if seen[g] {
+			return &Error{Key: "mqtt.groups", Msg: fmt.Sprintf("%q is listed twice", g)}
+		}
+		seen[g] = true
+	}
+	return nil
+}
+
+// redactBrokers is Redact for each URL of a comma-separated broker list.
+func redactBrokers(s string) string {
+	items := strings.Split(s, ",")
+	for i, it := range items {
+		items[i] = Redact(it)
+	}
+	return strings.Join(items, ",")
 }

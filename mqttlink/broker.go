@@ -55,6 +55,10 @@ func ParseBroker(raw string) (Broker, error) {
 	if host == "" {
 		return Broker{}, errors.New("has no host name, as in mqtt://localhost")
 	}
+	if strings.Contains(host, ":") && net.ParseIP(host) == nil {
+		// [::1] is an IPv6 address; "[:]" is nothing, and would not parse again.
+		return Broker{}, fmt.Errorf("host %q is not an IPv6 address", host)
+	}
 	if strings.HasSuffix(u.Host, ":") {
 		return Broker{}, fmt.Errorf("port is empty (leave \":\" out for the default %s)", s.port)
 	}
@@ -88,4 +92,54 @@ func atoiPort(s string) (int, bool) {
 		n = n*10 + int(r-'0')
 	}
 	return n, n <= 65535
+}
+
+// MaxBrokers bounds the URLs of one mqtt.broker list.
+const MaxBrokers = 16
+
+// SplitBrokers splits a comma-separated broker list into its URLs, trimmed, empty items
+// dropped. It does not check them: ParseBrokers does.
+func SplitBrokers(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// ParseBrokers checks a comma-separated list of broker URLs, the nodes of one clustered
+// broker (or one broker and its standby), each as ParseBroker does. They must be all TLS
+// or all plain: the TLS files apply to every node, and a plain node in a TLS list would
+// send the credentials in clear after a failover. Errors name the item (1-based) and
+// never repeat credentials.
+func ParseBrokers(s string) ([]Broker, error) {
+	items := SplitBrokers(s)
+	if len(items) == 0 {
+		return nil, errors.New("not a broker URL such as mqtt://localhost or mqtts://broker.example:8883")
+	}
+	if len(items) > MaxBrokers {
+		return nil, fmt.Errorf("%d broker URLs, more than the limit of %d", len(items), MaxBrokers)
+	}
+	out := make([]Broker, 0, len(items))
+	seen := map[string]bool{}
+	for i, raw := range items {
+		b, err := ParseBroker(raw)
+		if err != nil {
+			if len(items) == 1 {
+				return nil, err
+			}
+			return nil, fmt.Errorf("URL %d of %d: %w", i+1, len(items), err)
+		}
+		if seen[b.URL] {
+			return nil, fmt.Errorf("URL %d of %d repeats %s", i+1, len(items), b.URL)
+		}
+		seen[b.URL] = true
+		if i > 0 && b.TLS != out[0].TLS {
+			return nil, errors.New("mixes TLS and plain URLs: the nodes of one broker must all use TLS or all not")
+		}
+		out = append(out, b)
+	}
+	return out, nil
 }

@@ -17,12 +17,16 @@ import (
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/hark-audio/hark/internal/backoff"
 	"github.com/hark-audio/hark/transcript"
 )
 
 // Options configure a Client. Broker, TopicPrefix, DeviceID and QueueDir are required.
 type Options struct {
-	Broker   string // tcp://host:1883, ssl://host:8883, mqtts://..., ws://..., wss://...
+	// Broker is one URL (tcp://host:1883, ssl://host:8883, mqtts://..., ws://..., wss://...)
+	// or a comma-separated list of the nodes of one clustered broker: each connection tries
+	// them in order and uses the first that accepts it (ParseBrokers).
+	Broker   string
 	ClientID string // unique on the broker; default "hark-" + InstanceID(TopicPrefix, DeviceID)
 	Username string
 	Password string // never logged, never in an error
@@ -30,6 +34,11 @@ type Options struct {
 	CAFile, CertFile, KeyFile string // TLS: trust anchors, client certificate (needs an ssl/mqtts/wss broker URL)
 
 	TopicPrefix, DeviceID string // <base> = TopicPrefix/DeviceID
+
+	// Groups name the groups this device belongs to: besides <base>/request/<op> it takes
+	// <prefix>/fleet/request/<op> and <prefix>/group/<name>/request/<op> for each of them,
+	// answering on its own <base>/response/<op>.
+	Groups []string
 
 	QueueDir string // on-disk transcript queue (the agent passes <state_dir>/mqtt-queue)
 	QueueMax int    // transcripts kept while the broker is unreachable; default 1000
@@ -46,8 +55,8 @@ type Options struct {
 	Version string       // device software version in discovery
 
 	// Tuning; zero means the default. Tests shorten them.
-	ConnectRetryInterval time.Duration // between attempts of the first connection; default 5s
-	MaxReconnectInterval time.Duration // cap of paho's reconnect backoff (1s doubling); default 30s
+	ConnectRetryInterval time.Duration // first delay of the (re)connection backoff (internal/backoff, jittered); default 1s
+	MaxReconnectInterval time.Duration // cap of that backoff; default 30s
 	ConnectTimeout       time.Duration // TCP+TLS+CONNACK; default 10s
 	KeepAlive            time.Duration // default 30s
 	AckTimeout           time.Duration // a QoS 1 publish without PUBACK after this is sent again; default 30s
@@ -56,6 +65,8 @@ type Options struct {
 // Stats are the client's gauges and counters (part of the agent's health payload).
 type Stats struct {
 	Connected       bool   `json:"connected"`
+	Broker          string `json:"broker,omitempty"` // the broker URL connected to (of mqtt.broker's list)
+	ConnectAttempts uint64 `json:"connect_attempts"` // dials of a broker URL, successful or not
 	Connects        uint64 `json:"connects"`
 	Reconnects      uint64 `json:"reconnects"` // connections after the first
 	ConnectFailures uint64 `json:"connect_failures"`
@@ -103,6 +114,8 @@ type retainedMsg struct {
 type topics struct {
 	availability, state, config, health, transcript, interim, event string
 	requestFilter, requestPrefix, responsePrefix, haStatus          string
+	// fleet and group request prefixes (each "<...>/request/"), subscribed with "#".
+	sharedPrefixes []string
 }
 
 // Client is hark's MQTT connection. Its Publish and Set methods never block on the network.
@@ -116,6 +129,7 @@ type Client struct {
 	link    *link
 	disc    []discoveryMsg
 	connTok mqtt.Token
+	lostCh  chan struct{} // poked by onConnectionLost: the connector dials again
 	session *sessionWatch
 
 	wake     chan struct{} // pokes the publisher
@@ -134,9 +148,12 @@ type Client struct {
 	interim   []outMsg
 	outDrops  uint64 // drops in the current episode, for the recovery log line
 	lastError string
+	dialing   string // broker URL of the attempt under way (paho's notification)
+	broker    string // broker URL of the current connection, "" while down
 
 	connects, reconnects, connFailures, failStreak atomic.Uint64
 	delivered, outboxDropped, interimDropped       atomic.Uint64
+	connectAttempts                                atomic.Uint64
 	requests, requestsBusy, queueDropEpisode       atomic.Uint64
 	downSince                                      atomic.Int64
 
@@ -149,6 +166,7 @@ type Client struct {
 }
 
 type inbound struct {
+	topic    string // the request topic (own, group or fleet)
 	op       string
 	payload  []byte
 	retained bool
@@ -157,7 +175,7 @@ type inbound struct {
 // New validates the options, opens the transcript queue and prepares the connection. It
 // does not touch the network; Start does.
 func New(o Options) (*Client, error) {
-	broker, tlsCfg, err := o.prepare()
+	brokers, tlsCfg, err := o.prepare()
 	if err != nil {
 		return nil, err
 	}
@@ -167,7 +185,7 @@ func New(o Options) (*Client, error) {
 	}
 	base := strings.TrimSuffix(o.TopicPrefix, "/") + "/" + o.DeviceID
 	c := &Client{
-		o: o, log: o.Logger, base: base, queue: q, link: newLink(), session: newSessionWatch(o.Logger, o.ClientID),
+		o: o, log: o.Logger, base: base, queue: q, lostCh: make(chan struct{}, 1), link: newLink(), session: newSessionWatch(o.Logger, o.ClientID),
 		wake: make(chan struct{}, 1), qwake: make(chan struct{}, 1), qwrite: make(chan struct{}, 1), progress: make(chan struct{}, 1),
 		reqs: make(chan inbound, requestQueue), closed: make(chan struct{}),
 		byTopic: map[string]*retainedMsg{},
@@ -177,6 +195,11 @@ func New(o Options) (*Client, error) {
 			event: base + "/event", requestFilter: base + "/request/#", requestPrefix: base + "/request/",
 			responsePrefix: base + "/response/", haStatus: o.DiscoveryPrefix + "/status",
 		},
+	}
+	prefix := strings.TrimSuffix(o.TopicPrefix, "/")
+	c.t.sharedPrefixes = append(c.t.sharedPrefixes, prefix+"/"+FleetLevel+"/request/")
+	for _, g := range o.Groups {
+		c.t.sharedPrefixes = append(c.t.sharedPrefixes, prefix+"/"+GroupLevel+"/"+g+"/request/")
 	}
 	for _, t := range []string{c.t.state, c.t.config, c.t.health} {
 		c.addRetained(t)
@@ -196,9 +219,11 @@ func New(o Options) (*Client, error) {
 		c.log.Info("transcripts queued from a previous run", "entries", st.entries, "evicted_over_queue_max", st.dropped)
 	}
 
-	po := mqtt.NewClientOptions().
-		AddBroker(broker.URL).
-		SetClientID(o.ClientID).
+	po := mqtt.NewClientOptions()
+	for _, b := range brokers {
+		po.AddBroker(b.URL) // paho tries them in this order on every connection
+	}
+	po.SetClientID(o.ClientID).
 		SetUsername(o.Username).
 		SetPassword(o.Password).
 		// A persistent session: the broker keeps our subscription (and QoS 1 requests sent to
@@ -212,10 +237,11 @@ func New(o Options) (*Client, error) {
 		// In order: requests must run in the order sent (mute on, mute off). Safe because the
 		// only message handler never blocks (it hands requests to a bounded queue).
 		SetOrderMatters(true).
-		SetConnectRetry(true).
-		SetConnectRetryInterval(o.ConnectRetryInterval).
-		SetAutoReconnect(true).
-		SetMaxReconnectInterval(o.MaxReconnectInterval).
+		// Our connector goroutine (re)connects, with internal/backoff's jittered delays:
+		// paho's own retry and reconnect use fixed or doubling delays without jitter, so a
+		// fleet that lost its broker would come back in lockstep.
+		SetConnectRetry(false).
+		SetAutoReconnect(false).
 		SetConnectTimeout(o.ConnectTimeout).
 		SetKeepAlive(o.KeepAlive).
 		SetPingTimeout(10*time.Second).
@@ -243,23 +269,30 @@ func Check(o Options) error {
 }
 
 // prepare validates o and fills in its defaults.
-func (o *Options) prepare() (Broker, *tls.Config, error) {
+func (o *Options) prepare() ([]Broker, *tls.Config, error) {
 	if o.Broker == "" {
-		return Broker{}, nil, errors.New("no broker address")
+		return nil, nil, errors.New("no broker address")
 	}
-	broker, err := ParseBroker(o.Broker)
+	brokers, err := ParseBrokers(o.Broker)
 	if err != nil {
-		return Broker{}, nil, fmt.Errorf("broker address %q: %w", redactURL(o.Broker), err)
+		return nil, nil, fmt.Errorf("broker address %q: %w", redactURL(o.Broker), err)
 	}
-	o.Broker = broker.URL // what is dialled, and shown in logs
+	urls := make([]string, len(brokers))
+	for i, b := range brokers {
+		urls[i] = b.URL
+	}
+	o.Broker = strings.Join(urls, ",") // what is dialled, and shown in logs
 	if o.TopicPrefix == "" || strings.ContainsAny(o.TopicPrefix, "+#\x00") {
-		return Broker{}, nil, fmt.Errorf("topic prefix %q must be non-empty, without + or #", o.TopicPrefix)
+		return nil, nil, fmt.Errorf("topic prefix %q must be non-empty, without + or #", o.TopicPrefix)
 	}
 	if o.DeviceID == "" || strings.ContainsAny(o.DeviceID, "+#/\x00") {
-		return Broker{}, nil, fmt.Errorf("device id %q must be non-empty, without +, # or /", o.DeviceID)
+		return nil, nil, fmt.Errorf("device id %q must be non-empty, without +, # or /", o.DeviceID)
+	}
+	if ReservedID(o.DeviceID) {
+		return nil, nil, fmt.Errorf("device id %q is reserved (fleet and group requests use it)", o.DeviceID)
 	}
 	if o.QueueDir == "" {
-		return Broker{}, nil, errors.New("no queue directory")
+		return nil, nil, errors.New("no queue directory")
 	}
 	if o.QueueMax <= 0 {
 		o.QueueMax = defaultQueueMax
@@ -268,7 +301,7 @@ func (o *Options) prepare() (Broker, *tls.Config, error) {
 		o.DiscoveryPrefix = defaultDiscoveryPrefix
 	}
 	if strings.ContainsAny(o.DiscoveryPrefix, "+#\x00") {
-		return Broker{}, nil, fmt.Errorf("discovery prefix %q must not contain + or #", o.DiscoveryPrefix)
+		return nil, nil, fmt.Errorf("discovery prefix %q must not contain + or #", o.DiscoveryPrefix)
 	}
 	if o.ClientID == "" {
 		o.ClientID = "hark-" + InstanceID(o.TopicPrefix, o.DeviceID)
@@ -276,16 +309,21 @@ func (o *Options) prepare() (Broker, *tls.Config, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	setDefault(&o.ConnectRetryInterval, 5*time.Second)
+	for _, g := range o.Groups {
+		if g == "" || strings.ContainsAny(g, "+#/\x00") {
+			return nil, nil, fmt.Errorf("group %q must be non-empty, without +, # or /", g)
+		}
+	}
+	setDefault(&o.ConnectRetryInterval, time.Second)
 	setDefault(&o.MaxReconnectInterval, 30*time.Second)
 	setDefault(&o.ConnectTimeout, 10*time.Second)
 	setDefault(&o.KeepAlive, 30*time.Second)
 	setDefault(&o.AckTimeout, 30*time.Second)
-	tlsCfg, err := tlsConfig(*o, broker)
+	tlsCfg, err := TLSConfig(o.CAFile, o.CertFile, o.KeyFile, brokers[0])
 	if err != nil {
-		return Broker{}, nil, err
+		return nil, nil, err
 	}
-	return broker, tlsCfg, nil
+	return brokers, tlsCfg, nil
 }
 
 func setDefault(d *time.Duration, v time.Duration) {
@@ -301,7 +339,11 @@ func (c *Client) addRetained(topic string) *retainedMsg {
 	return m
 }
 
-func tlsConfig(o Options, b Broker) (*tls.Config, error) {
+// TLSConfig is the TLS configuration for broker b from the CA, client certificate and key
+// files ("" each when unused): nil when none is set. `hark fleet` uses it too, so that it
+// connects as the daemon does.
+func TLSConfig(caFile, certFile, keyFile string, b Broker) (*tls.Config, error) {
+	o := struct{ CAFile, CertFile, KeyFile string }{caFile, certFile, keyFile}
 	if o.CAFile == "" && o.CertFile == "" && o.KeyFile == "" {
 		return nil, nil
 	}
@@ -358,16 +400,79 @@ func (c *Client) Start(ctx context.Context) {
 	}
 	c.ctx, c.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	c.downSince.Store(time.Now().UnixNano())
-	c.wg.Add(4)
+	c.wg.Add(5)
 	go c.publisher(c.ctx)
 	go c.sender(c.ctx)
 	go c.requestWorker(c.ctx)
 	go c.queueWriter(c.ctx)
 	c.log.Debug("connecting to broker", "broker", redactURL(c.o.Broker), "client_id", c.o.ClientID)
-	tok := c.pc.Connect() // completes when connected (ConnectRetry); never waited on here
-	c.mu.Lock()
-	c.connTok = tok
-	c.mu.Unlock()
+	go c.connector(c.ctx)
+}
+
+// connector owns the connection: it dials (paho tries every broker URL in order), and
+// after a failed attempt or a lost connection dials again after a delay from
+// internal/backoff: from ConnectRetryInterval, doubling to MaxReconnectInterval, jittered,
+// so that a fleet whose broker restarted does not reconnect in lockstep. A lost connection
+// waits the first delay too: the broker that just went away is rarely back at once, and
+// its cluster peer takes the devices more gently spread out.
+func (c *Client) connector(ctx context.Context) {
+	defer c.wg.Done()
+	p := backoff.Policy{Min: c.o.ConnectRetryInterval, Max: c.o.MaxReconnectInterval}
+	failures := 0
+	check := time.NewTicker(max(c.o.KeepAlive, time.Second))
+	defer check.Stop()
+	for ctx.Err() == nil {
+		select { // a loss reported by a connection before this one is stale
+		case <-c.lostCh:
+		default:
+		}
+		tok := c.pc.Connect()
+		c.mu.Lock()
+		c.connTok = tok
+		c.mu.Unlock()
+		select {
+		case <-tok.Done():
+		case <-ctx.Done():
+			return // Close waits for the token
+		}
+		if tok.Error() != nil {
+			failures++
+		} else {
+			up := time.Now()
+			c.waitLost(ctx, check.C)
+			// A connection cut right after it opened (a session taken over, a broker
+			// closing on us) backs off as a failed attempt would; one that lasted starts
+			// again from the first delay.
+			if time.Since(up) < shortSession {
+				failures++
+			} else {
+				failures = 0
+			}
+		}
+		t := time.NewTimer(p.Delay(max(failures-1, 0)))
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+		}
+		t.Stop()
+	}
+}
+
+// waitLost returns when the connection is lost (paho's OnConnectionLost), or, should that
+// callback never come, when paho reports the client disconnected at a periodic check.
+func (c *Client) waitLost(ctx context.Context, check <-chan time.Time) {
+	for {
+		select {
+		case <-c.lostCh:
+			return
+		case <-check:
+			if !c.pc.IsConnected() {
+				return
+			}
+		case <-ctx.Done():
+			return
+		}
+	}
 }
 
 // paho callbacks: each returns at once.
@@ -378,25 +483,30 @@ func (c *Client) onConnect(mqtt.Client) {
 	if !c.link.markUp(c.isOpen) {
 		return
 	}
+	c.mu.Lock()
+	c.broker = c.dialing
+	broker := c.broker
+	c.mu.Unlock()
 	n := c.connects.Add(1)
 	down := time.Duration(time.Now().UnixNano() - c.downSince.Load())
 	failed := c.failStreak.Swap(0)
 	quiet := c.session.up()
 	switch {
 	case n == 1:
-		c.log.Info("connected to broker", "broker", redactURL(c.o.Broker), "client_id", c.o.ClientID, "failed_attempts", failed)
+		c.log.Info("connected to broker", "broker", redactURL(broker), "client_id", c.o.ClientID, "failed_attempts", failed)
 	case quiet:
 		c.reconnects.Add(1)
-		c.log.Debug("reconnected to broker", "down_for", down.Round(time.Millisecond), "failed_attempts", failed)
+		c.log.Debug("reconnected to broker", "broker", redactURL(broker), "down_for", down.Round(time.Millisecond), "failed_attempts", failed)
 	default:
 		c.reconnects.Add(1)
-		c.log.Info("reconnected to broker", "down_for", down.Round(time.Millisecond), "failed_attempts", failed)
+		c.log.Info("reconnected to broker", "broker", redactURL(broker), "down_for", down.Round(time.Millisecond), "failed_attempts", failed)
 	}
 	poke(c.wake)
 	poke(c.qwake)
 }
 
 func (c *Client) onConnectionLost(_ mqtt.Client, err error) {
+	poke(c.lostCh)
 	if c.link.markDown(c.isOpen) {
 		c.lost(err)
 		return
@@ -418,6 +528,9 @@ func (c *Client) onReconnecting(mqtt.Client, *mqtt.ClientOptions) {
 // it, once per storm of reconnections.
 func (c *Client) lost(err error) {
 	c.downSince.Store(time.Now().UnixNano())
+	c.mu.Lock()
+	c.broker = ""
+	c.mu.Unlock()
 	cause, quiet := c.session.down()
 	if cause != nil {
 		err = cause // paho's own error is a bare EOF; the session watch says why
@@ -435,6 +548,15 @@ func (c *Client) lost(err error) {
 }
 
 func (c *Client) onNotification(_ mqtt.Client, n mqtt.ConnectionNotification) {
+	if b, ok := n.(mqtt.ConnectionNotificationBroker); ok && b.Broker != nil {
+		// paho dials the URLs in order; the one it reports last before OnConnect is the one
+		// connected to.
+		c.connectAttempts.Add(1)
+		c.mu.Lock()
+		c.dialing = b.Broker.String()
+		c.mu.Unlock()
+		return
+	}
 	f, ok := n.(mqtt.ConnectionNotificationFailed)
 	if !ok {
 		return
@@ -462,15 +584,16 @@ func (c *Client) setLastError(err error) {
 // blocks: requests go to a bounded queue, and a full queue is answered "busy".
 func (c *Client) onMessage(_ mqtt.Client, m mqtt.Message) {
 	topic := m.Topic()
+	op, isRequest := c.requestOp(topic)
 	switch {
-	case strings.HasPrefix(topic, c.t.requestPrefix) && len(m.Payload()) == 0:
+	case isRequest && len(m.Payload()) == 0:
 		// A zero-byte message is how MQTT clears a retained message (mosquitto_pub -r -n),
 		// which is what an operator does with a refused retained request; it reaches
 		// subscribers too, and is not a request.
 		c.log.Debug("empty message on a request topic ignored (a retained request being cleared)", "topic", topic)
-	case strings.HasPrefix(topic, c.t.requestPrefix):
+	case isRequest:
 		c.requests.Add(1)
-		in := inbound{op: strings.TrimPrefix(topic, c.t.requestPrefix), payload: m.Payload(), retained: m.Retained()}
+		in := inbound{topic: topic, op: op, payload: m.Payload(), retained: m.Retained()}
 		select {
 		case c.reqs <- in:
 		default:
@@ -494,6 +617,20 @@ func (c *Client) onMessage(_ mqtt.Client, m mqtt.Message) {
 	}
 }
 
+// requestOp maps a request topic, the device's own, its fleet's or one of its groups', to
+// the operation: the topic's remainder after ".../request/".
+func (c *Client) requestOp(topic string) (string, bool) {
+	if op, ok := strings.CutPrefix(topic, c.t.requestPrefix); ok {
+		return op, true
+	}
+	for _, p := range c.t.sharedPrefixes {
+		if op, ok := strings.CutPrefix(topic, p); ok {
+			return op, true
+		}
+	}
+	return "", false
+}
+
 func poke(ch chan struct{}) {
 	select {
 	case ch <- struct{}{}:
@@ -510,7 +647,7 @@ func (c *Client) requestWorker(ctx context.Context) {
 		case in := <-c.reqs:
 			retainedTopic := ""
 			if in.retained {
-				retainedTopic = c.t.requestPrefix + in.op
+				retainedTopic = in.topic
 			}
 			resp, err := serve(ctx, c.o.Handler, in.op, in.payload, retainedTopic)
 			var pe *panicError
@@ -640,10 +777,15 @@ func (c *Client) setRetained(topic string, b []byte) {
 func (c *Client) Stats() Stats {
 	qs := c.queue.Stats()
 	c.mu.Lock()
-	outbox, lastErr := len(c.outbox), c.lastError
+	outbox, lastErr, broker := len(c.outbox), c.lastError, c.broker
 	c.mu.Unlock()
+	up := c.link.state().up
+	if !up {
+		broker = ""
+	}
 	return Stats{
-		Connected: c.link.state().up, Connects: c.connects.Load(), Reconnects: c.reconnects.Load(),
+		Connected: up, Broker: redactURL(broker), ConnectAttempts: c.connectAttempts.Load(),
+		Connects: c.connects.Load(), Reconnects: c.reconnects.Load(),
 		ConnectFailures: c.connFailures.Load(),
 		QueueEntries:    qs.entries + qs.pending, QueueBytes: qs.bytes, QueueDropped: qs.dropped,
 		QueueCorrupt: qs.corrupt, QueueRefused: c.queue.hand.refused.Load(),
@@ -879,18 +1021,27 @@ func (c *Client) publisher(ctx context.Context) {
 // announce runs once per connection: subscribe, publish online, and mark every retained
 // message for sending again (the broker may have restarted without persistence).
 func (c *Client) announce(ctx context.Context, s linkState) error {
-	filters := map[string]byte{c.t.requestFilter: 1}
+	filters := []string{c.t.requestFilter}
+	for _, p := range c.t.sharedPrefixes {
+		filters = append(filters, p+"#")
+	}
 	if len(c.disc) > 0 {
-		filters[c.t.haStatus] = 1
+		filters = append(filters, c.t.haStatus)
 	}
-	tok := c.pc.SubscribeMultiple(filters, nil) // nil: the default handler, onMessage
-	if err := c.await(ctx, tok, s); err != nil {
-		return fmt.Errorf("subscribe: %w", err)
-	}
-	if st, ok := tok.(*mqtt.SubscribeToken); ok {
-		for topic, code := range st.Result() {
-			if code >= 0x80 {
-				c.log.Warn("broker refused subscription (check its ACL)", "topic", topic)
+	// One SUBSCRIBE per filter: Aedes with a shared persistence (aedes-persistence-redis
+	// 11, the clustered setup) never acknowledges a SUBSCRIBE of several filters from a
+	// persistent session (each filter stores them all, and the stores' completions
+	// overwrite each other), and a few more round trips per connection cost nothing.
+	for _, f := range filters {
+		tok := c.pc.Subscribe(f, 1, nil) // nil: the default handler, onMessage
+		if err := c.await(ctx, tok, s); err != nil {
+			return fmt.Errorf("subscribe %s: %w", f, err)
+		}
+		if st, ok := tok.(*mqtt.SubscribeToken); ok {
+			for topic, code := range st.Result() {
+				if code >= 0x80 {
+					c.log.Warn("broker refused subscription (check its ACL)", "topic", topic)
+				}
 			}
 		}
 	}

@@ -45,3 +45,17 @@ func idToken(s string, underscore bool) string {
 	}
 	return b.String()
 }
+
+// Topic levels under <topic_prefix> that address more than one device: fleet requests go
+// to <prefix>/fleet/request/<op>, group requests to <prefix>/group/<name>/request/<op>. A
+// device with one of these ids would have its own topics mixed up with them.
+const (
+	FleetLevel = "fleet"
+	GroupLevel = "group"
+)
+
+// ReservedID reports whether id may not be used as a device id (case-insensitively, as
+// some brokers and tools fold topic case).
+func ReservedID(id string) bool {
+	return strings.EqualFold(id, FleetLevel) || strings.EqualFold(id, GroupLevel)
+}

@@ -26,6 +26,8 @@ pkg libc6-dev ca-certificates
 # Tests: a real broker (mosquitto_passwd comes with it), PulseAudio for the capture test,
 # espeak-ng and sox to make and measure test speech.
 cmd mosquitto mosquitto
+# The clustered-broker test: Aedes nodes (npm, below) share their state through Redis.
+cmd redis-server redis-server
 cmd pulseaudio pulseaudio
 cmd pactl pulseaudio-utils
 cmd espeak-ng espeak-ng
@@ -61,4 +63,11 @@ if [ ${#need[@]} -gt 0 ]; then
 	[ "$(id -u)" -eq 0 ] || SUDO=sudo
 	$SUDO apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+# The Aedes cluster's node packages, pinned by test/aedes/package-lock.json; again only
+# when the lock file changed since the last install.
+aedes_dir="$(dirname "$0")/../test/aedes"
+if ! cmp -s "$aedes_dir/package-lock.json" "$aedes_dir/node_modules/.hark-installed-lock"; then
+	(cd "$aedes_dir" && npm ci --no-audit --no-fund --loglevel=error && cp package-lock.json node_modules/.hark-installed-lock)
 fi

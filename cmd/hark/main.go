@@ -47,6 +47,7 @@ func commands() []command {
 		{"devices", "devices [--backend B] [--all]\tlist capture devices", cmdDevices},
 		{"transcribe", "transcribe FILE [--json]\ttranscribe a file through the pre-recorded endpoint", cmdTranscribe},
 		{"config", "config check [--config FILE] [--state-dir DIR] [-q]\tvalidate a configuration and print the effective one", cmdConfig},
+		{"fleet", "fleet ls|get|set|mute|watch [--device ID | --group NAME | --all]\tconfigure and watch many devices over MQTT", cmdFleet},
 		{"version", "version\tprint version, commit, Go version and target", cmdVersion},
 	}
 }
