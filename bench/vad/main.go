@@ -68,6 +68,8 @@ func run(args []string, stdout io.Writer) error {
 	fs.IntVar(&tc.ensemble, "ensemble", tc.ensemble, "with -train: average this many networks trained with consecutive seeds")
 	fs.BoolVar(&tc.auc, "auc", false, "with -train: print each feature's area under the ROC curve per noise type, then stop")
 	fs.IntVar(&tc.parallel, "parallel", tc.parallel, "with -lono: train this many folds at a time")
+	fs.Float64Var(&tc.inputNoise, "input-noise", tc.inputNoise, "with -train: standard deviation of Gaussian noise added to the standardised inputs of training frames")
+	fs.Float64Var(&tc.onsetWeight, "onset-weight", tc.onsetWeight, "with -train: weight of speech frames at an utterance's start or in a short utterance, against 1 for other speech frames")
 	profile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	if err := fs.Parse(args); err != nil {
 		return err

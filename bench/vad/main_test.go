@@ -148,6 +148,18 @@ func TestCPUSplit(t *testing.T) {
 	}
 }
 
+// TestOnsetFrames: an utterance's first 400 ms are onset frames, a short utterance is one
+// whole, and frames outside utterances are not.
+func TestOnsetFrames(t *testing.T) {
+	got := onsetFrames([]interval{{1.05, 3}, {4, 4.5}}, 50)
+	for i, on := range got {
+		want := (i >= 10 && i <= 14) || (i >= 40 && i <= 44)
+		if on != want {
+			t.Fatalf("frame %d (%.1f s): onset %v, want %v", i, float64(i)/10, on, want)
+		}
+	}
+}
+
 // TestTrainSmallSet trains on a tiny set in the generator's layout: the weights written
 // (JSON, Go source, one fold per held-out type) parse, and the report names every type.
 func TestTrainSmallSet(t *testing.T) {
@@ -165,7 +177,7 @@ func TestTrainSmallSet(t *testing.T) {
 	out := t.TempDir()
 	var rep bytes.Buffer
 	args := []string{"-train", dir, "-lono", "-folds", out, "-epochs", "2", "-hidden", "4",
-		"-write-weights", filepath.Join(out, "all.json"), "-write-go", filepath.Join(out, "w.go"), "-set", dir}
+		"-onset-weight", "3", "-input-noise", "0.1", "-write-weights", filepath.Join(out, "all.json"), "-write-go", filepath.Join(out, "w.go"), "-set", dir}
 	if err := run(args, &rep); err != nil {
 		t.Fatal(err)
 	}

@@ -51,10 +51,24 @@ type trainConfig struct {
 	exclude string
 	// foldsDir, if set, receives each leave-one-out model as <type>.json.
 	foldsDir string
+	// onsetWeight weighs the speech frames of an utterance's first onsetSpan seconds, and
+	// every speech frame of an utterance shorter than shortUtt seconds, this many times
+	// more than other speech frames in the loss (the speech class's total weight stays
+	// the same). Those are the frames a veto at onset loses whole words on.
+	onsetWeight float64
+	// inputNoise adds Gaussian noise of this standard deviation to every standardised
+	// input of every training frame (a regulariser: no single feature's exact value,
+	// which an unseen kind of noise may not share, can decide a frame alone).
+	inputNoise float64
 }
 
+const (
+	onsetSpan = 0.4
+	shortUtt  = 1.0
+)
+
 func defaultTrainConfig() trainConfig {
-	return trainConfig{hidden: 16, epochs: 8, seed: 1, batch: 256, lr: 0.003, l2: 1e-5, minLevelSNR: 1, decay: 0.7, ensemble: 1, parallel: 1}
+	return trainConfig{hidden: 16, epochs: 8, seed: 1, batch: 256, lr: 0.003, l2: 1e-5, minLevelSNR: 1, decay: 0.7, ensemble: 1, parallel: 1, onsetWeight: 1}
 }
 
 // frameSet holds training frames: features, label (1 speech, 0 not), noise type.
@@ -62,6 +76,8 @@ type frameSet struct {
 	x     [][vad.NumFeatures]float32
 	y     []float32
 	noise []string
+	// onset marks speech frames at an utterance's start or in a short utterance.
+	onset []bool
 }
 
 // frameCover returns, per 100 ms frame, the fraction covered by labelled speech.
@@ -76,6 +92,22 @@ func frameCover(labs []interval, n int) []float64 {
 		}
 	}
 	return c
+}
+
+// onsetFrames marks, per 100 ms frame, the frames that start within an utterance's first
+// onsetSpan seconds, or anywhere in an utterance shorter than shortUtt seconds.
+func onsetFrames(utts []interval, n int) []bool {
+	onset := make([]bool, n)
+	for _, u := range utts {
+		end := u.end
+		if u.end-u.start >= shortUtt {
+			end = u.start + onsetSpan
+		}
+		for i := max(int(math.Floor(u.start*10)), 0); i < n && float64(i)/10 < end; i++ {
+			onset[i] = true
+		}
+	}
+	return onset
 }
 
 // collect runs the gate (classifier off: features do not depend on it) over every file of
@@ -109,6 +141,14 @@ func collect(dir string, cfg vad.Config, minLevelSNR float64) (*frameSet, error)
 		if err != nil {
 			return nil, fmt.Errorf("%s.lab.csv: %w", base, err)
 		}
+		uttRows, err := readCSV(base + ".utt.csv")
+		if err != nil {
+			return nil, err
+		}
+		utts, err := parseIntervals(uttRows)
+		if err != nil {
+			return nil, fmt.Errorf("%s.utt.csv: %w", base, err)
+		}
 		var feats [][vad.NumFeatures]float32
 		var scored []bool
 		if _, err := runGateWith(base+".wav", cfg, neutralWeights(), func(g *vad.Gate) {
@@ -123,6 +163,7 @@ func collect(dir string, cfg vad.Config, minLevelSNR float64) (*frameSet, error)
 			return nil, err
 		}
 		cover := frameCover(labs, len(feats))
+		onset := onsetFrames(utts, len(feats))
 		for i, v := range feats {
 			if i < 10 || !scored[i] || float64(v[vad.FeatureLevelSNR]) < minLevelSNR {
 				continue // warm-up, or a frame the classifier is never asked about
@@ -137,6 +178,7 @@ func collect(dir string, cfg vad.Config, minLevelSNR float64) (*frameSet, error)
 			}
 			fs.x = append(fs.x, v)
 			fs.noise = append(fs.noise, r[2])
+			fs.onset = append(fs.onset, onset[i] && cover[i] >= 0.5)
 		}
 	}
 	if len(fs.y) == 0 {
@@ -187,13 +229,19 @@ func train(fs *frameSet, exclude string, tc trainConfig) *vad.Weights {
 	const nf = vad.NumFeatures
 	var idx []int
 	var npos, nneg float64
+	weight := func(i int) float64 {
+		if fs.onset[i] {
+			return tc.onsetWeight
+		}
+		return 1
+	}
 	for i, n := range fs.noise {
 		if n == exclude {
 			continue
 		}
 		idx = append(idx, i)
 		if fs.y[i] == 1 {
-			npos++
+			npos += weight(i)
 		} else {
 			nneg++
 		}
@@ -254,6 +302,11 @@ func train(fs *frameSet, exclude string, tc trainConfig) *vad.Weights {
 				for j := 0; j < nf; j++ {
 					x[j] = (float64(fs.x[i][j]) - mean[j]) * scale[j]
 				}
+				if tc.inputNoise > 0 {
+					for j := range x {
+						x[j] += tc.inputNoise * rng.NormFloat64()
+					}
+				}
 				out := p[len(p)-1]
 				for k := 0; k < h; k++ {
 					v := b1[k]
@@ -265,7 +318,7 @@ func train(fs *frameSet, exclude string, tc trainConfig) *vad.Weights {
 				}
 				y, cw := float64(fs.y[i]), wneg
 				if y == 1 {
-					cw = wpos
+					cw = wpos * weight(i)
 				}
 				d := (1/(1+math.Exp(-out)) - y) * cw // dLoss/dout
 				g[len(g)-1] += d
