@@ -274,27 +274,50 @@ func (c *Conn) snapshot(ctx context.Context, filters []string, each func(mqtt.Me
 		return err
 	}
 	defer cancel()
-	// QoS 1 and not retained: it comes back after the retained messages the subscription
-	// above delivers.
+	// QoS 1 and not retained: on Mosquitto it comes back after the retained messages the
+	// subscription above delivers. Aedes streams retained messages from its persistence
+	// after the SUBACK, so there the marker can overtake them (seen with Redis persistence
+	// on a slower Node): after the marker, what still arrives within settle is taken too.
 	if err := wait(ctx, c.pc.Publish(marker, 1, false, "end"), c.o.Timeout); err != nil {
 		return fmt.Errorf("publish snapshot marker: %w", err)
 	}
 	t := time.NewTimer(c.o.Timeout)
 	defer t.Stop()
+	var quiet <-chan time.Time // armed once the marker is back
+	var settleT *time.Timer
+	defer func() {
+		if settleT != nil {
+			settleT.Stop()
+		}
+	}()
 	for {
 		select {
 		case m := <-ch:
 			if m.Topic() == marker {
-				return nil
+				settleT = time.NewTimer(settle)
+				quiet = settleT.C
+				continue
 			}
 			each(m)
+			if settleT != nil {
+				settleT.Reset(settle)
+			}
+		case <-quiet:
+			return nil
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-t.C:
+			if quiet != nil {
+				return nil // retained messages still trickling in at the deadline: take what came
+			}
 			return errors.New("the broker did not deliver the retained messages in time")
 		}
 	}
 }
+
+// settle is how long a snapshot keeps listening after its marker came back for retained
+// messages a broker delivers late (see snapshot).
+const settle = 300 * time.Millisecond
 
 // List builds the table of devices from their retained availability, state, health and
 // configuration, sorted by device id.
