@@ -192,9 +192,15 @@ func (a *Agent) Run(ctx context.Context) error {
 
 	muted, err := readMuted(cfg.StateDir)
 	if err != nil {
-		a.log.Warn("cannot read persisted mute state; starting unmuted", "err", err)
+		// Privacy fails closed: a mute file that cannot be read may have said "muted".
+		// The state and health say why; an operator's mute request (either way) clears it.
+		muted = true
+		reason := "mute state file unreadable: " + err.Error()
+		a.log.Error("cannot read persisted mute state; starting MUTED until an operator sets it", "err", err)
+		a.st.set(func(s *State) { s.MuteReason = reason })
 	}
 	a.muted.Store(muted)
+	a.st.set(func(s *State) { s.Muted = muted })
 
 	auth, err := config.DeepgramCredential(cfg.Deepgram, a.opts.Environ)
 	if errors.Is(err, config.ErrNoDeepgramAuth) {
@@ -753,6 +759,6 @@ func (a *Agent) SetMuted(m bool) error {
 		a.log.Info("mute changed", "muted", m)
 		a.event(map[bool]string{true: "muted", false: "unmuted"}[m], time.Now(), nil)
 	}
-	a.st.set(func(s *State) { s.Muted = m })
+	a.st.set(func(s *State) { s.Muted = m; s.MuteReason = "" })
 	return nil
 }

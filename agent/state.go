@@ -27,6 +27,10 @@ type State struct {
 	Uplink   UplinkState  `json:"uplink"`
 	Spool    SpoolState   `json:"spool"`
 	Since    string       `json:"since"` // when this state began (RFC 3339)
+
+	// MuteReason says why the device is muted when no operator asked for it (a mute state
+	// file that could not be read: privacy fails closed). A mute request clears it.
+	MuteReason string `json:"mute_reason,omitempty"`
 }
 
 // CaptureState is the input's state as published: capturing, unavailable (waiting for the
@@ -251,6 +255,9 @@ func (a *Agent) Health() map[string]any {
 		"spool_write_errors": a.counters.spoolErrors.Load(),
 		"muted":              a.muted.Load(),
 		"version":            a.opts.Version,
+	}
+	if r := a.st.get().MuteReason; r != "" {
+		h["mute_reason"] = r
 	}
 	// The levels exist once a frame has been measured (before that, 0 dBFS would read as a
 	// very loud room): the mean and the peak of the frames since the last health message,
