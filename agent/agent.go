@@ -244,6 +244,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.uploader = batch.NewUploader(sp, client, batch.UploaderConfig{Concurrency: cfg.Spool.Concurrency,
 		Logger: a.opts.Logger, Publish: a.publishSpooled,
 		OnChange: func(batch.Stats) { a.st.touchSpool() }})
+	a.uploader.Hold(a.muted.Load()) // muted: spooled speech is held, not sent (SetMuted)
 	loadCtx, loadCancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer loadCancel()
 	loadDone := make(chan struct{})
@@ -452,6 +453,10 @@ func (a *Agent) route(sink segmentSink, events []vad.Event, forwarding *bool) []
 // prints transcripts of audio that could not be streamed before it exits.
 func (a *Agent) drainSpool(limit time.Duration) {
 	if a.spool.Stats().Entries == 0 {
+		return
+	}
+	if a.muted.Load() {
+		a.log.Info("muted: spooled speech is held and will be transcribed after an unmute", "entries", a.spool.Stats().Entries)
 		return
 	}
 	if limit <= 0 {
@@ -747,6 +752,10 @@ func readMuted(stateDir string) (bool, error) {
 
 // SetMuted mutes or unmutes: while muted no audio is sent anywhere (live or spool);
 // capture keeps running so its health stays visible. The setting survives a restart.
+//
+// Muting holds the spool: entries spooled before (or while) muted are neither uploaded nor
+// published until unmuted, and audio handed to the live uplink but not yet sent is
+// withheld and spooled (held) too. DiscardSpool drops what is held, on request.
 func (a *Agent) SetMuted(m bool) error {
 	a.changes.Lock() // in order with the other changes: the file and the flag agree
 	defer a.changes.Unlock()
@@ -756,9 +765,41 @@ func (a *Agent) SetMuted(m bool) error {
 		return fmt.Errorf("persist mute state: %w", err)
 	}
 	if a.muted.Swap(m) != m {
+		a.applyMute(m)
 		a.log.Info("mute changed", "muted", m)
 		a.event(map[bool]string{true: "muted", false: "unmuted"}[m], time.Now(), nil)
 	}
 	a.st.set(func(s *State) { s.Muted = m; s.MuteReason = "" })
 	return nil
+}
+
+// applyMute holds or releases the spool uploads and withholds the live uplink's unsent
+// audio. The parts may not exist yet (SetMuted before Run): Run reads the flag.
+func (a *Agent) applyMute(m bool) {
+	if a.uploader != nil {
+		a.uploader.Hold(m)
+	}
+	if !m {
+		return
+	}
+	a.mu.Lock()
+	up := a.uplink
+	a.mu.Unlock()
+	if up != nil {
+		up.Withhold("muted")
+	}
+}
+
+// DiscardSpool drops the speech the spool holds (a mute request with discard_spool) and
+// returns how many entries it dropped. An upload in flight at that moment is not dropped.
+func (a *Agent) DiscardSpool() int {
+	if a.spool == nil {
+		return 0
+	}
+	n := a.spool.Discard()
+	if n > 0 {
+		a.event("spool_discarded", time.Now(), map[string]any{"entries": n})
+	}
+	a.st.touchSpool()
+	return n
 }

@@ -1,13 +1,18 @@
 package agent
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/hark-audio/hark/audio"
+	"github.com/hark-audio/hark/dgemu"
 	"github.com/hark-audio/hark/internal/leaktest"
+	"github.com/hark-audio/hark/transcript"
+	"github.com/hark-audio/hark/uplink/spool"
 )
 
 // Issue 12 item 1: a corrupt mute state file fails closed. The agent starts muted, the
@@ -62,4 +67,131 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// spoolOne puts one demo sentence into the spool directory of h, as a previous run that
+// could not stream it would have, and returns its text.
+func spoolOne(t *testing.T, h *harness, d *demo, i int) string {
+	t.Helper()
+	sp, err := spool.Open(h.cfg.Config.Spool.Dir, spool.Limits{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := d.spans[i]
+	samples := d.samples[int((s.Start-0.5)*audio.SampleRate):int((s.End+0.5)*audio.SampleRate)]
+	if _, err := sp.Put(spool.Meta{Start: time.Now().Add(-time.Minute), DeviceID: "testdev",
+		Options: batchOptions(h.cfg.Config.Deepgram), Reason: "test"}, samples); err != nil {
+		t.Fatal(err)
+	}
+	return d.lines[i]
+}
+
+func writeMuted(t *testing.T, h *harness) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(h.cfg.Config.StateDir, mutedFile), []byte(`{"muted":true}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Issue 12 item 2: muting holds the spool. Speech spooled before the mute is not uploaded
+// (nor published) while muted; the state says the uploads are held; unmuting releases it.
+func TestMuteHoldsSpool(t *testing.T) {
+	leaktest.Check(t)
+	d := loadDemo(t)
+	emu := referenceEmulator(t)
+	h := newHarness(t, emu, "")
+	want := spoolOne(t, h, d, 1)
+	writeMuted(t, h)
+	h.start()
+	waitFor(t, 10*time.Second, "spool uploads held", func() bool {
+		s := h.agent.st.get()
+		return s.Spool.Uploads == "held" && s.Spool.Entries == 1
+	})
+	if n := len(emu.Requests()); n != 0 {
+		t.Fatalf("%d uploads while muted", n)
+	}
+	if err := h.agent.SetMuted(false); err != nil {
+		t.Fatal(err)
+	}
+	if u := h.next(20 * time.Second); u.Text != want || u.Source != transcript.SourceSpool {
+		t.Fatalf("after unmute got %q from %s, want %q from the spool", u.Text, u.Source, want)
+	}
+	h.endInput()
+	emu.Close()
+}
+
+// Issue 12 item 2: a mute request with discard_spool drops what the spool holds, uploads
+// nothing and says how much it dropped.
+func TestMuteDiscardSpool(t *testing.T) {
+	leaktest.Check(t)
+	d := loadDemo(t)
+	emu := referenceEmulator(t)
+	h := newHarness(t, emu, "")
+	spoolOne(t, h, d, 1)
+	spoolOne(t, h, d, 2)
+	writeMuted(t, h)
+	h.start()
+	waitFor(t, 10*time.Second, "spool uploads held", func() bool { return h.agent.st.get().Spool.Uploads == "held" })
+	data, err := h.agent.handleRequest(context.Background(), "mute", []byte(`{"muted": true, "discard_spool": true}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, _ := data.(map[string]any); m["muted"] != true || m["discarded"] != 2 {
+		t.Fatalf("response %v", data)
+	}
+	if st := h.agent.spool.Stats(); st.Entries != 0 {
+		t.Fatalf("spool after discard: %+v", st)
+	}
+	if err := h.agent.SetMuted(false); err != nil {
+		t.Fatal(err)
+	}
+	h.endInput()
+	if n := len(emu.Requests()); n != 0 {
+		t.Fatalf("%d uploads of discarded speech", n)
+	}
+	if us := h.rest(); len(us) != 0 {
+		t.Fatalf("discarded speech published: %+v", us)
+	}
+	emu.Close()
+}
+
+// Issue 12 item 2, the live gap: audio handed to the live uplink before a mute, still
+// waiting for a connection, is not sent when the connection opens after the mute; it goes
+// to the spool, held.
+func TestMuteWithholdsQueuedLiveAudio(t *testing.T) {
+	leaktest.Check(t)
+	d := loadDemo(t)
+	emu := referenceEmulator(t)
+	// The stream opens 4 s after it is asked for: speech begins ~0.6 s in, the mute comes
+	// ~2 s in, the connection ~4.6 s in, before the segment's 5 s wait for one ends.
+	emu.SetHandshakeDelay(4 * time.Second)
+	h := newHarness(t, emu, "capture:\n  realtime: true\n")
+	h.start()
+	h.feed(d.pcm(0, 2.0))
+	// Capture reads ahead of its real-time pacing: wait for the gate to open the segment
+	// (the uplink starts dialling then), and mute with the segment open.
+	waitFor(t, 10*time.Second, "speech", func() bool { return h.agent.st.get().Speech })
+	if err := h.agent.SetMuted(true); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := emu.WaitSession(ctx, func(dgemu.SessionInfo) bool { return true }); err != nil {
+		t.Fatalf("no stream opened: %v", err)
+	}
+	h.feed(silence(1))
+	h.endInput() // CloseStream goes behind any queued audio: what was queued has been sent
+	for _, s := range emu.Sessions() {
+		if s.AudioBytes != 0 {
+			t.Fatalf("%d bytes of audio sent after the mute", s.AudioBytes)
+		}
+	}
+	sp, err := spool.Open(h.cfg.Config.Spool.Dir, spool.Limits{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(sp.Pending()); n != 1 || len(emu.Requests()) != 0 {
+		t.Fatalf("%d spool entries, %d uploads; want the withheld segment held in the spool", n, len(emu.Requests()))
+	}
+	emu.Close()
 }

@@ -115,6 +115,8 @@ func (t *stateTracker) touchSpool() {
 	if t.a.uploader != nil {
 		if us := t.a.uploader.Stats(); us.State == batch.StatePaused || us.State == batch.StateBackoff {
 			sp.Uploads, sp.LastError = string(us.State), us.LastError
+		} else if us.State == batch.StateHeld {
+			sp.Uploads = string(us.State) // muted: held wins
 		}
 	}
 	t.set(func(s *State) { s.Spool = sp })

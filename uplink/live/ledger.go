@@ -599,6 +599,23 @@ func (l *ledger) spoolWaiting(give func(*segment) bool, why string) {
 	}
 }
 
+// withhold sends the segments whose audio has not all gone out to the spool whole (a
+// mute): what was handed to the uplink before the mute is never sent after it. Segments
+// already sent in full keep waiting for their finals: that audio is with the service.
+// It returns how many segments it withheld.
+func (l *ledger) withhold(why string) int {
+	var gone []*segment
+	for _, s := range l.segs {
+		if s.state == segWaiting || s.state == segLive && (s.taken < len(s.frames) || !s.ended) {
+			gone = append(gone, s)
+		}
+	}
+	for _, s := range gone {
+		l.spool(s, why)
+	}
+	return len(gone)
+}
+
 // tick applies what is due at now: grace completions and expired waits.
 func (l *ledger) tick(now time.Time) {
 	if c := l.conn; c != nil {

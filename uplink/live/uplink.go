@@ -289,6 +289,22 @@ func (u *Uplink) SegmentEnd(time.Time) {
 	u.poke()
 }
 
+// Withhold stops the audio the uplink holds from being sent (a mute): every segment
+// not yet sent in full, the open one included, goes whole to Unconfirmed (the spool)
+// instead, the open one when it ends. It never blocks.
+func (u *Uplink) Withhold(why string) {
+	u.mu.Lock()
+	n := u.led.withhold(why)
+	if u.waiters > 0 {
+		u.space.Broadcast()
+	}
+	u.mu.Unlock()
+	if n > 0 {
+		u.log.Info("audio not yet sent withheld from the stream", "segments", n, "why", why)
+		u.poke()
+	}
+}
+
 func (u *Uplink) poke() {
 	select {
 	case u.kick <- struct{}{}:

@@ -108,6 +108,9 @@ type Stats struct {
 	Evicted      int64         `json:"evicted"`
 	EvictedBytes int64         `json:"evicted_bytes"`
 	EvictedAudio time.Duration `json:"-"`
+	// Discarded counts entries removed on request (a mute with discard_spool): speech an
+	// operator chose to drop untranscribed.
+	Discarded int64 `json:"discarded"`
 	// PutErrors counts failed Puts; LastPutError is the latest one's message.
 	PutErrors    int64  `json:"put_errors"`
 	LastPutError string `json:"last_put_error,omitempty"`
@@ -584,6 +587,29 @@ func (s *Spool) moveFiles(id, reason string, detail []byte) error {
 	fsx.SyncDir(s.dir)
 	s.failed[id] = f
 	return nil
+}
+
+// Discard removes every pending entry not claimed by an upload in flight (an operator's
+// request: a mute that drops what was heard before it) and returns how many it removed.
+// Failed entries are left where they are.
+func (s *Spool) Discard() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for id, e := range s.entries {
+		if e.claimed {
+			continue
+		}
+		os.Remove(s.path(id, extMeta)) // the commit point first, as in Complete
+		delete(s.entries, id)
+		s.removeFiles(id, extWAV, extResp)
+		s.st.Discarded++
+		n++
+	}
+	if n > 0 {
+		s.log.Warn("spooled speech discarded on request", "entries", n, "discarded_total", s.st.Discarded)
+	}
+	return n
 }
 
 // Prune evicts entries older than MaxAge (by when they were written), failed ones
