@@ -47,6 +47,7 @@ import (
 	"fmt"
 	"github.com/hark-audio/hark/internal/backoff"
 	"github.com/hark-audio/hark/internal/fsx"
+	"github.com/hark-audio/hark/internal/logging"
 	"io"
 	"log/slog"
 	"os"
@@ -147,6 +148,8 @@ type Agent struct {
 	st       stateTracker
 	counters counters
 
+	spoolLog *logging.Repeater // spool write failures: once, then counted
+
 	// spooledTags are the content tags of the entries in the spool at start: audio already
 	// there (a file replayed after a restart) is not spooled twice. Read-only after Run
 	// seeds it.
@@ -173,6 +176,7 @@ func New(opts Options) (*Agent, error) {
 	}
 	a := &Agent{opts: opts, log: opts.Logger.With("component", "agent"), loaded: opts.Loaded,
 		toSpool: make(chan live.Segment, spoolQueue)}
+	a.spoolLog = logging.NewRepeater(a.log, "speech could not be spooled and is lost", 0).AtLevel(slog.LevelError)
 	a.st.init(a)
 	return a, nil
 }
@@ -627,11 +631,14 @@ func (a *Agent) spoolSegment(seg live.Segment) {
 	meta := spool.Meta{ID: seg.Start.UTC().Format("20060102T150405.000Z") + "-" + tag, Start: seg.Start,
 		DeviceID: cfg.DeviceID, Options: batchOptions(cfg.Deepgram), Reason: seg.Reason}
 	if _, err := a.spool.Put(meta, samples); err != nil {
-		a.counters.spoolErrors.Add(1)
-		a.log.Error("speech could not be spooled and is lost", "start", seg.Start, "seconds", float64(len(samples))/audio.SampleRate, "err", err)
+		n := a.counters.spoolErrors.Add(1)
+		// Once, then counted (spool_write_errors in health): a full disk fails every
+		// utterance, and one line per utterance buried everything else in the journal.
+		a.spoolLog.Fail(err, "start", seg.Start, "seconds", float64(len(samples))/audio.SampleRate, "spool_write_errors", n)
 		a.event("error", time.Now(), map[string]any{"error": "spool: " + err.Error()})
 		return
 	}
+	a.spoolLog.OK()
 	a.counters.spooledSamples.Add(int64(len(samples)))
 	a.event("spooled", time.Now(), map[string]any{"start": transcript.FormatTime(seg.Start),
 		"seconds": float64(len(samples)) / audio.SampleRate, "reason": seg.Reason})

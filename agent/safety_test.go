@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 	"github.com/hark-audio/hark/dgemu"
 	"github.com/hark-audio/hark/internal/leaktest"
 	"github.com/hark-audio/hark/transcript"
+	"github.com/hark-audio/hark/uplink/live"
 	"github.com/hark-audio/hark/uplink/spool"
 )
 
@@ -194,4 +196,38 @@ func TestMuteWithholdsQueuedLiveAudio(t *testing.T) {
 		t.Fatalf("%d spool entries, %d uploads; want the withheld segment held in the spool", n, len(emu.Requests()))
 	}
 	emu.Close()
+}
+
+// Issue 12 item 8: a full disk logs the lost speech once, then counts it (the Repeater),
+// not two ERROR lines per utterance.
+func TestFullDiskLoggedOnce(t *testing.T) {
+	d := loadDemo(t)
+	emu := dgemu.NewServer(dgemu.Config{})
+	defer emu.Close()
+	h := newHarness(t, emu, "")
+	dir := t.TempDir()
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size=64k,mode=0700"); err != nil {
+		t.Skipf("cannot mount a small tmpfs here (%v): the full-disk path is not exercised", err)
+	}
+	t.Cleanup(func() { syscall.Unmount(dir, 0) })
+	sp, err := spool.Open(dir, spool.Limits{}, h.agent.opts.Logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.agent.spool = sp
+	const n = 5
+	for i := range n {
+		var frames []audio.Frame
+		for k := range 30 { // 3 s: more than the filesystem holds
+			at := 16000*i + k*audio.FrameSamples
+			frames = append(frames, audio.Frame{Seq: uint64(k), Time: time.Now(), Samples: d.samples[at : at+audio.FrameSamples]})
+		}
+		h.agent.spoolSegment(live.Segment{Start: frames[0].Time, Frames: frames, Reason: "test"})
+	}
+	if got := h.agent.counters.spoolErrors.Load(); got != n {
+		t.Fatalf("spool errors counted %d, want %d", got, n)
+	}
+	if lines := strings.Count(h.logs.String(), "level=ERROR"); lines != 1 {
+		t.Fatalf("%d ERROR lines for %d failed writes, want 1:\n%s", lines, n, h.logs.String())
+	}
 }

@@ -171,15 +171,8 @@ func Open(dir string, lim Limits, log *slog.Logger) (*Spool, error) {
 	}
 	s := &Spool{dir: dir, lim: lim, log: log.With("component", "spool"), now: time.Now,
 		changed: make(chan struct{}, 1), entries: map[string]*entry{}, failed: map[string]*failedEntry{}}
-	for _, d := range []string{dir, filepath.Join(dir, failedDir)} {
-		if err := os.MkdirAll(d, 0o700); err != nil {
-			return nil, fmt.Errorf("create spool directory: %w", err)
-		}
-		if fi, err := os.Stat(d); err == nil && fi.Mode().Perm()&0o077 != 0 {
-			if err := os.Chmod(d, 0o700); err != nil {
-				return nil, fmt.Errorf("restrict spool directory: %w", err)
-			}
-		}
+	if err := s.ensureDirs(); err != nil {
+		return nil, err
 	}
 	if err := s.recover(); err != nil {
 		return nil, err
@@ -192,6 +185,22 @@ func Open(dir string, lim Limits, log *slog.Logger) (*Spool, error) {
 	s.log.Info("spool opened", "dir", dir, "entries", st.Entries, "bytes", st.Bytes, "audio", st.Audio,
 		"failed", st.Failed, "orphans_removed", st.Orphans)
 	return s, nil
+}
+
+// ensureDirs creates the spool directory and failed/ if missing (at Open, and again by a
+// Put that finds them deleted while running) and makes them private.
+func (s *Spool) ensureDirs() error {
+	for _, d := range []string{s.dir, filepath.Join(s.dir, failedDir)} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return fmt.Errorf("create spool directory: %w", err)
+		}
+		if fi, err := os.Stat(d); err == nil && fi.Mode().Perm()&0o077 != 0 {
+			if err := os.Chmod(d, 0o700); err != nil {
+				return fmt.Errorf("restrict spool directory: %w", err)
+			}
+		}
+	}
+	return nil
 }
 
 // Dir is the spool directory.
@@ -337,7 +346,9 @@ func (s *Spool) Put(meta Meta, samples []int16) (Meta, error) {
 		s.st.PutErrors++
 		s.st.LastPutError = err.Error()
 		s.mu.Unlock()
-		s.log.Error("spool write failed: segment not stored", "error", err, "audio", time.Duration(len(samples))*time.Second/audio.SampleRate)
+		// The caller reports the loss (once, then counted: the agent's Repeater); a line per
+		// failed Put at Error flooded the journal on a full disk.
+		s.log.Debug("spool write failed: segment not stored", "error", err, "audio", time.Duration(len(samples))*time.Second/audio.SampleRate)
 		return Meta{}, err
 	}
 	select {
@@ -379,6 +390,14 @@ func (s *Spool) put(meta Meta, samples []int16) (Meta, error) {
 	wav = append(wav, audio.WAVHeader(int(2*meta.Samples))...)
 	wav = audio.AppendPCM(wav, samples)
 	tmpWAV, err := fsx.WriteTemp(s.dir, tmpPrefix+meta.ID+extWAV+"-*", wav, 0o600)
+	if errors.Is(err, fs.ErrNotExist) {
+		// The directory was deleted while running (an operator's cleanup, a tmpfs
+		// remounted): recreate it and write again, rather than lose every later segment.
+		if err = s.ensureDirs(); err == nil {
+			s.log.Warn("spool directory was missing and has been recreated; entries in it before are lost", "dir", s.dir)
+			tmpWAV, err = fsx.WriteTemp(s.dir, tmpPrefix+meta.ID+extWAV+"-*", wav, 0o600)
+		}
+	}
 	if err != nil {
 		return Meta{}, putErr(meta.ID, err)
 	}
