@@ -216,9 +216,13 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.log.Info("deepgram credential loaded", "from", auth.From)
 
 	// 1. The spool: opened first because everything after it may need to hand it audio.
-	sp, err := spool.Open(cfg.Spool.Dir, spool.Limits{MaxBytes: cfg.Spool.MaxBytes, MaxAge: cfg.Spool.MaxAge.D()}, a.opts.Logger)
-	if err != nil {
-		return fmt.Errorf("open spool: %w", err)
+	//    A spool that cannot be used (read-only or missing disk) does not stop live
+	//    transcription, which needs no disk: the agent runs degraded, says so in the state
+	//    and health, and retries (spoolRetry).
+	sp, spoolErr := spool.OpenDegraded(cfg.Spool.Dir, spool.Limits{MaxBytes: cfg.Spool.MaxBytes, MaxAge: cfg.Spool.MaxAge.D()}, a.opts.Logger)
+	if spoolErr != nil {
+		a.log.Error("spool unavailable: streaming live only; speech the stream cannot carry is lost until it works; retrying", "dir", cfg.Spool.Dir, "err", spoolErr)
+		a.event("spool_unavailable", time.Now(), map[string]any{"error": spoolErr.Error()})
 	}
 	a.spool = sp
 	a.spooledTags = map[string]bool{}
@@ -251,8 +255,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.uploader.Hold(a.muted.Load()) // muted: spooled speech is held, not sent (SetMuted)
 	loadCtx, loadCancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer loadCancel()
-	loadDone := make(chan struct{})
+	loadDone, retryDone := make(chan struct{}), make(chan struct{})
 	go func() { defer close(loadDone); a.uploader.Run(loadCtx) }()
+	go func() { defer close(retryDone); a.spoolRetry(loadCtx) }()
+	a.st.touchSpool()
 
 	// 4. Capture. A microphone that is not there yet is waited for; READY goes out when
 	//    the wait begins (the service is up), or below once capture opened.
@@ -262,6 +268,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.opts.Notifier.Stopping()
 		loadCancel()
 		<-loadDone
+		<-retryDone
 		a.st.set(func(s *State) { s.Pipeline = "stopped" })
 		pubCtx, pubCancel := context.WithTimeout(context.Background(), publishReserve)
 		a.pub.Close(pubCtx)
@@ -333,6 +340,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	loadCancel()
 	<-loadDone
+	<-retryDone
 	hkCancel()
 	<-hkDone
 	a.st.set(func(s *State) { s.Pipeline = "stopped" })
@@ -645,6 +653,29 @@ func (a *Agent) spoolSegment(seg live.Segment) {
 	// No Kick: Put wakes an idle uploader, and a backoff in progress is there because the
 	// service or the network failed (docs/spool.md).
 	a.st.touchSpool()
+}
+
+// spoolRetry opens an unavailable spool again, with backoff, until it works or ctx ends.
+// A Put also tries it first, so speech is stored as soon as the disk is back.
+func (a *Agent) spoolRetry(ctx context.Context) {
+	wait := backoff.Policy{Min: time.Second, Max: time.Minute}
+	for attempt := 0; !a.spool.Available(); attempt++ {
+		t := time.NewTimer(wait.Delay(attempt))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		if err := a.spool.Reopen(); err != nil {
+			a.log.Debug("spool still unavailable", "attempt", attempt+1, "err", err)
+			a.st.touchSpool()
+			continue
+		}
+		a.log.Info("spool available again", "dir", a.spool.Dir(), "attempts", attempt+1)
+		a.event("spool_available", time.Now(), nil)
+		a.st.touchSpool()
+	}
 }
 
 // maxGapFrames bounds the silence segmentSamples puts in for frames capture dropped.

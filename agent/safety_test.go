@@ -231,3 +231,41 @@ func TestFullDiskLoggedOnce(t *testing.T) {
 		t.Fatalf("%d ERROR lines for %d failed writes, want 1:\n%s", lines, n, h.logs.String())
 	}
 }
+
+// Issue 12 item 4: a spool that cannot be written at start does not stop live
+// transcription: the agent runs, the state and health say the spool is unavailable, and
+// it is retried until it works.
+func TestUnwritableSpoolStartsDegraded(t *testing.T) {
+	leaktest.Check(t)
+	d := loadDemo(t)
+	emu := referenceEmulator(t)
+	h := newHarness(t, emu, "capture:\n  realtime: true\n")
+	dir := h.cfg.Config.Spool.Dir
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", syscall.MS_RDONLY, "size=1m,mode=0700"); err != nil {
+		t.Skipf("cannot mount a read-only tmpfs here (%v): the unwritable-spool path is not exercised", err)
+	}
+	t.Cleanup(func() { syscall.Unmount(dir, 0) })
+	h.start()
+	waitFor(t, 10*time.Second, "spool unavailable in the state", func() bool {
+		s := h.agent.st.get()
+		return s.Pipeline == "running" && s.Spool.State == "unavailable" && s.Spool.LastError != ""
+	})
+	if sp, _ := h.agent.Health()["spool"].(spool.Stats); sp.Unavailable == "" {
+		t.Errorf("health spool %+v, want unavailable with a reason", sp)
+	}
+	pos := 0.0
+	h.feedSentence(d, 0, &pos, 3)
+	if u := h.next(20 * time.Second); u.Text != d.lines[0] || u.Source != transcript.SourceLive {
+		t.Fatalf("live transcript %q from %s, want %q", u.Text, u.Source, d.lines[0])
+	}
+	// The disk comes back: the retry finds it.
+	if err := syscall.Mount("", dir, "", syscall.MS_REMOUNT, "size=1m,mode=0700"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "spool available again", func() bool { return h.agent.st.get().Spool.State == "" })
+	h.endInput()
+	emu.Close()
+}

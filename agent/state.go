@@ -55,6 +55,11 @@ type SpoolState struct {
 	Bytes     int64  `json:"bytes"`
 	Uploads   string `json:"uploads,omitempty"`
 	LastError string `json:"last_error,omitempty"`
+
+	// State is "unavailable" while the spool directory cannot be used (live transcription
+	// goes on; speech the stream cannot carry is lost and counted), with the reason in
+	// LastError; empty when it works.
+	State string `json:"state,omitempty"`
 }
 
 // stateTracker publishes the state when, and only when, it changes.
@@ -112,6 +117,9 @@ func (t *stateTracker) touchSpool() {
 	}
 	st := t.a.spool.Stats()
 	sp := SpoolState{Entries: st.Entries, Bytes: st.Bytes}
+	if st.Unavailable != "" {
+		sp.State, sp.LastError = "unavailable", st.Unavailable
+	}
 	if t.a.uploader != nil {
 		if us := t.a.uploader.Stats(); us.State == batch.StatePaused || us.State == batch.StateBackoff {
 			sp.Uploads, sp.LastError = string(us.State), us.LastError
@@ -152,6 +160,12 @@ func statusLine(s State) string {
 	}
 	if s.Spool.Entries > 0 {
 		fmt.Fprintf(&b, "; spool %d", s.Spool.Entries)
+	}
+	if s.Spool.State == "unavailable" {
+		fmt.Fprintf(&b, "; spool unavailable (%s)", s.Spool.LastError)
+	}
+	if s.Spool.Uploads == string(batch.StateHeld) {
+		b.WriteString("; spool uploads held (muted)")
 	}
 	if s.Spool.Uploads == string(batch.StatePaused) {
 		fmt.Fprintf(&b, "; spool uploads paused (%s)", s.Spool.LastError)

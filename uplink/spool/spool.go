@@ -114,6 +114,8 @@ type Stats struct {
 	// PutErrors counts failed Puts; LastPutError is the latest one's message.
 	PutErrors    int64  `json:"put_errors"`
 	LastPutError string `json:"last_put_error,omitempty"`
+	// Unavailable says why the directory cannot be used (OpenDegraded), empty when it can.
+	Unavailable string `json:"unavailable,omitempty"`
 	// Orphans counts half-written entries removed by Open (a crash inside Put, which had
 	// not returned, so nothing acknowledged was lost).
 	Orphans int64 `json:"orphans"`
@@ -159,6 +161,66 @@ type Spool struct {
 	failed  map[string]*failedEntry
 	st      Stats // counters only; gauges are computed in Stats
 	lastLog time.Time
+	// unavailable says why the directory could not be opened (OpenDegraded); while set,
+	// the spool holds nothing and Put tries the directory again first.
+	unavailable string
+}
+
+// ErrUnavailable: the spool directory could not be opened (OpenDegraded); nothing is stored
+// until Reopen (or a Put) finds it usable.
+var ErrUnavailable = errors.New("spool unavailable")
+
+// OpenDegraded is Open for a daemon that must run without its spool (live transcription
+// needs no disk): when the directory cannot be used it returns, with Open's error, a Spool
+// that holds nothing, says why in Stats().Unavailable, fails Put with ErrUnavailable
+// unless the directory has become usable, and is opened for real by a successful Reopen.
+func OpenDegraded(dir string, lim Limits, log *slog.Logger) (*Spool, error) {
+	s, err := Open(dir, lim, log)
+	if err == nil {
+		return s, nil
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s = &Spool{dir: dir, lim: lim, log: log.With("component", "spool"), now: time.Now,
+		changed: make(chan struct{}, 1), entries: map[string]*entry{}, failed: map[string]*failedEntry{},
+		unavailable: err.Error()}
+	return s, err
+}
+
+// Reopen tries an unavailable spool's directory again (as Open: create, recover, apply the
+// limits). It returns nil at once when the spool is available.
+func (s *Spool) Reopen() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.unavailable == "" {
+		return nil
+	}
+	err := s.ensureDirs()
+	if err == nil {
+		err = s.recover()
+	}
+	if err != nil {
+		s.entries, s.failed = map[string]*entry{}, map[string]*failedEntry{}
+		s.unavailable = err.Error()
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	s.unavailable = ""
+	s.pruneLocked(s.now())
+	s.enforceSizeLocked("")
+	s.log.Info("spool directory available again", "dir", s.dir, "entries", len(s.entries))
+	select {
+	case s.changed <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// Available reports whether the spool directory is in use (see OpenDegraded).
+func (s *Spool) Available() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.unavailable == ""
 }
 
 // Open opens (creating) the spool directory and recovers it after a crash: temp files
@@ -361,6 +423,9 @@ func (s *Spool) Put(meta Meta, samples []int16) (Meta, error) {
 func (s *Spool) put(meta Meta, samples []int16) (Meta, error) {
 	if len(samples) == 0 {
 		return Meta{}, errNoAudio
+	}
+	if err := s.Reopen(); err != nil {
+		return Meta{}, fmt.Errorf("spool put: %w", err)
 	}
 	if meta.ID == "" {
 		meta.ID = newID(meta.Start)
@@ -736,6 +801,7 @@ func (s *Spool) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := s.st
+	st.Unavailable = s.unavailable
 	for _, e := range s.entries {
 		st.Entries++
 		st.Bytes += e.bytes()
