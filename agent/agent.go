@@ -447,7 +447,7 @@ func (a *Agent) route(sink segmentSink, events []vad.Event, forwarding *bool) []
 			}
 			if *forwarding {
 				sink.Frame(ev.Frame)
-				a.counters.framesSent.Add(1)
+				a.counters.framesSpeech.Add(1)
 			}
 		case vad.SegmentEnd:
 			a.st.set(func(s *State) { s.Speech = false })

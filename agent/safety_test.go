@@ -269,3 +269,33 @@ func TestUnwritableSpoolStartsDegraded(t *testing.T) {
 	h.endInput()
 	emu.Close()
 }
+
+// Issue 12 item 11: health counters say what they name. With every stream refused,
+// nothing reaches the socket: audio_sent_s stays 0, while audio_speech_s counts the speech
+// the gate passed.
+func TestHealthAudioSentIsWhatWasSent(t *testing.T) {
+	leaktest.Check(t)
+	d := loadDemo(t)
+	emu := referenceEmulator(t)
+	emu.RefuseHandshakes(dgemu.Times(1000, dgemu.Refusal{Status: 401})...)
+	emu.FailRequests(dgemu.Times(1000, dgemu.Refusal{Status: 401})...)
+	h := newHarness(t, emu, "")
+	h.agent.opts.StopBudget = 5 * time.Second // the spool cannot drain: do not wait for it
+	h.start()
+	pos := 0.0
+	h.feedSentence(d, 0, &pos, 3)
+	h.endInput()
+	hm := h.agent.Health()
+	if hm["audio_sent_s"] != 0.0 {
+		t.Errorf("audio_sent_s %v with every stream refused, want 0", hm["audio_sent_s"])
+	}
+	if s, _ := hm["audio_speech_s"].(float64); s < 2 {
+		t.Errorf("audio_speech_s %v, want the sentence's seconds", hm["audio_speech_s"])
+	}
+	for _, s := range emu.Sessions() {
+		if s.AudioBytes != 0 {
+			t.Fatalf("the emulator got audio on a refused stream")
+		}
+	}
+	emu.Close()
+}

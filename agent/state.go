@@ -176,7 +176,7 @@ func statusLine(s State) string {
 // counters are the agent's own gauges and counters, updated on the audio path.
 type counters struct {
 	framesCaptured atomic.Int64
-	framesSent     atomic.Int64
+	framesSpeech   atomic.Int64 // frames the gate passed and the agent forwarded (not muted)
 	spooledSamples atomic.Int64
 	spoolErrors    atomic.Int64
 	utterances     atomic.Int64
@@ -265,7 +265,8 @@ func (a *Agent) Health() map[string]any {
 		"at":                 transcript.FormatTime(time.Now()),
 		"uptime_s":           round(time.Since(a.started).Seconds(), 1),
 		"audio_captured_s":   round(float64(a.counters.framesCaptured.Load())*frameSec, 1),
-		"audio_sent_s":       round(float64(a.counters.framesSent.Load())*frameSec, 1),
+		"audio_sent_s":       round(a.audioSentSeconds(), 1),
+		"audio_speech_s":     round(float64(a.counters.framesSpeech.Load())*frameSec, 1),
 		"audio_spooled_s":    round(float64(a.counters.spooledSamples.Load())/audio.SampleRate, 1),
 		"utterances":         a.counters.utterances.Load(),
 		"spool_write_errors": a.counters.spoolErrors.Load(),
@@ -310,6 +311,18 @@ func (a *Agent) Health() map[string]any {
 		h["rss_bytes"] = rss
 	}
 	return h
+}
+
+// audioSentSeconds is the audio actually written to the live stream's socket (the uplink's
+// own count), not what was handed to the uplink: a refused stream sends nothing.
+func (a *Agent) audioSentSeconds() float64 {
+	a.mu.Lock()
+	up := a.uplink
+	a.mu.Unlock()
+	if up == nil {
+		return 0
+	}
+	return up.Stats().AudioSentSeconds
 }
 
 func (a *Agent) publishHealth() {
