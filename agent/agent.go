@@ -150,6 +150,11 @@ type Agent struct {
 
 	spoolLog *logging.Repeater // spool write failures: once, then counted
 
+	// journal keeps each forwarded segment on disk until it is settled (journal.go);
+	// journalFirst (audio loop only) says the next forwarded frame starts a segment.
+	journal      *journal
+	journalFirst bool
+
 	// spooledTags are the content tags of the entries in the spool at start: audio already
 	// there (a file replayed after a restart) is not spooled twice. Read-only after Run
 	// seeds it.
@@ -230,6 +235,10 @@ func (a *Agent) Run(ctx context.Context) error {
 		if tag, ok := contentTagOf(e.Meta.ID); ok {
 			a.spooledTags[tag] = true
 		}
+	}
+	a.journal = newJournal(cfg.Spool.Dir, logging.NewRepeater(a.log, "speech journal write failed; a crash now would lose the utterance in flight", 0))
+	if spoolErr == nil {
+		a.recoverJournal(cfg)
 	}
 
 	// 2. Publishing: MQTT connects in the background and never blocks what follows.
@@ -437,6 +446,7 @@ func (a *Agent) route(sink segmentSink, events []vad.Event, forwarding *bool) []
 			a.event("speech_start", ev.Time, nil)
 			*forwarding = !a.muted.Load()
 			if *forwarding {
+				a.journalFirst = true
 				sink.SegmentStart(ev.Time)
 			}
 		case vad.SegmentFrame:
@@ -444,8 +454,14 @@ func (a *Agent) route(sink segmentSink, events []vad.Event, forwarding *bool) []
 				// Muted mid-segment: end it here; nothing more is sent.
 				sink.SegmentEnd(ev.Frame.Time)
 				*forwarding = false
+				a.journalEnd()
 			}
 			if *forwarding {
+				if a.journal != nil {
+					// Before the uplink has it: a kill from here on leaves it on disk.
+					a.journal.frame(ev.Frame, a.journalFirst)
+					a.journalFirst = false
+				}
 				sink.Frame(ev.Frame)
 				a.counters.framesSpeech.Add(1)
 			}
@@ -454,6 +470,7 @@ func (a *Agent) route(sink segmentSink, events []vad.Event, forwarding *bool) []
 			a.event("speech_end", ev.Time, nil)
 			if *forwarding {
 				sink.SegmentEnd(ev.Time)
+				a.journalEnd()
 			}
 			*forwarding = false
 		}
@@ -599,6 +616,12 @@ func (a *Agent) liveHandler() live.Handler {
 		// A full queue (the disk is slower than the faults) holds the uplink's results
 		// back, never the audio, and loses nothing.
 		Unconfirmed: func(seg live.Segment) { a.toSpool <- seg },
+		// Published live (or answered with no words): its journal copy can go.
+		Settled: func(first time.Time) {
+			if a.journal != nil {
+				a.journal.remove(first)
+			}
+		},
 		Event: func(ev live.Event) {
 			a.event(ev.Type, ev.At, ev.Attrs)
 		},
@@ -634,6 +657,7 @@ func (a *Agent) spoolSegment(seg live.Segment) {
 	tag := contentTag(samples)
 	if a.spooledTags[tag] {
 		a.log.Info("speech already in the spool; not spooled again", "start", seg.Start, "tag", tag)
+		a.journalRemove(seg.Start)
 		return
 	}
 	meta := spool.Meta{ID: seg.Start.UTC().Format("20060102T150405.000Z") + "-" + tag, Start: seg.Start,
@@ -647,6 +671,7 @@ func (a *Agent) spoolSegment(seg live.Segment) {
 		return
 	}
 	a.spoolLog.OK()
+	a.journalRemove(seg.Start) // durable in the spool now: the journal copy can go
 	a.counters.spooledSamples.Add(int64(len(samples)))
 	a.event("spooled", time.Now(), map[string]any{"start": transcript.FormatTime(seg.Start),
 		"seconds": float64(len(samples)) / audio.SampleRate, "reason": seg.Reason})
@@ -675,6 +700,51 @@ func (a *Agent) spoolRetry(ctx context.Context) {
 		a.log.Info("spool available again", "dir", a.spool.Dir(), "attempts", attempt+1)
 		a.event("spool_available", time.Now(), nil)
 		a.st.touchSpool()
+	}
+}
+
+func (a *Agent) journalEnd() {
+	if a.journal != nil {
+		a.journal.end()
+	}
+}
+
+func (a *Agent) journalRemove(first time.Time) {
+	if a.journal != nil {
+		a.journal.remove(first)
+	}
+}
+
+// recoverJournal puts the segments a killed run left in the journal into the spool (by
+// content tag: one that reached the spool too is not stored twice) and removes their
+// journal files. A segment that cannot be stored keeps its file for the next start.
+func (a *Agent) recoverJournal(cfg config.Config) {
+	js, err := readJournals(a.journal.dir)
+	if err != nil {
+		a.log.Warn("cannot read the speech journal; what it holds stays for the next start", "err", err)
+		return
+	}
+	for _, j := range js {
+		if len(j.frames) == 0 {
+			os.Remove(j.path)
+			continue
+		}
+		samples := segmentSamples(j.frames)
+		tag := contentTag(samples)
+		start := j.frames[0].Time
+		secs := float64(len(samples)) / audio.SampleRate
+		if !a.spooledTags[tag] {
+			meta := spool.Meta{ID: start.UTC().Format("20060102T150405.000Z") + "-" + tag, Start: start,
+				DeviceID: cfg.DeviceID, Options: batchOptions(cfg.Deepgram), Reason: "recovered after a crash"}
+			if _, err := a.spool.Put(meta, samples); err != nil {
+				a.log.Error("speech recovered from the journal could not be spooled; kept for the next start", "start", start, "seconds", secs, "err", err)
+				continue
+			}
+			a.spooledTags[tag] = true
+			a.log.Warn("speech in flight when the last run was killed recovered into the spool", "start", start, "seconds", secs)
+			a.event("recovered", time.Now(), map[string]any{"start": transcript.FormatTime(start), "seconds": secs})
+		}
+		os.Remove(j.path)
 	}
 }
 

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"encoding/binary"
 	"os"
 	"path/filepath"
 	"strings"
@@ -298,4 +299,48 @@ func TestHealthAudioSentIsWhatWasSent(t *testing.T) {
 		}
 	}
 	emu.Close()
+}
+
+// Issue 12 item 7: the journal holds a segment only until it is settled. After a run whose
+// utterances were published live and spooled, no journal file is left (a leftover would be
+// transcribed again at the next start).
+func TestJournalEmptyAfterSettled(t *testing.T) {
+	leaktest.Check(t)
+	d := loadDemo(t)
+	emu := referenceEmulator(t)
+	h, first, _, pos := firstSentenceThenDrop(t, d, emu)
+	emu.RefuseHandshakes(dgemu.Refusal{Status: 429, RetryAfter: "10"})
+	h.feedSentence(d, 1, pos, 3) // goes to the spool
+	h.endInput()
+	got := append([]transcript.Utterance{first}, h.rest()...)
+	checkSentences(t, sortedByStart(got), d.lines[:2])
+	left, _ := filepath.Glob(filepath.Join(h.cfg.Config.Spool.Dir, journalDir, "*"))
+	if len(left) != 0 {
+		t.Fatalf("journal files left after a clean run: %v", left)
+	}
+	emu.Close()
+}
+
+// parseJournal reads files a crash left: any bytes, never a panic, and what it returns is
+// a run of whole, increasing frames.
+func FuzzParseJournal(f *testing.F) {
+	j := []byte(journalMagic)
+	for i := range 3 {
+		j = binary.LittleEndian.AppendUint64(j, uint64(time.Now().UnixNano()))
+		j = binary.LittleEndian.AppendUint64(j, uint64(i))
+		j = binary.LittleEndian.AppendUint32(j, 4)
+		j = append(j, 1, 0, 2, 0, 3, 0, 4, 0)
+	}
+	f.Add(j)
+	f.Add(j[:len(j)-3])
+	f.Add([]byte(journalMagic))
+	f.Add([]byte("garbage"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		frames := parseJournal(b)
+		for i, fr := range frames {
+			if len(fr.Samples) == 0 || i > 0 && fr.Seq <= frames[i-1].Seq {
+				t.Fatalf("frame %d: %+v", i, fr)
+			}
+		}
+	})
 }

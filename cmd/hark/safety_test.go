@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -12,7 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hark-audio/hark/audio"
 	"github.com/hark-audio/hark/dgemu"
+	"github.com/hark-audio/hark/transcript"
 )
 
 // blockedIn waits until a thread of process pid is inside system call nr (read from
@@ -134,5 +138,84 @@ func TestRunFIFOInputObeysSignal(t *testing.T) {
 	cmd.Process.Signal(syscall.SIGTERM)
 	if code := exitWithin(t, cmd, 10*time.Second); code != 0 {
 		t.Fatalf("silent writer: exit %d; stderr %q", code, stderr.String())
+	}
+}
+
+// runOutput runs `hark run` to the end of its input and returns the transcripts it printed.
+func runOutput(t *testing.T, cfg string) []transcript.Utterance {
+	t.Helper()
+	cmd, out, stderr := harkProcess(t, nil, "run", "--config", cfg)
+	var us []transcript.Utterance
+	for out.Scan() {
+		var u transcript.Utterance
+		if err := json.Unmarshal(out.Bytes(), &u); err != nil {
+			t.Fatalf("stdout line is not a transcript: %q", out.Text())
+		}
+		us = append(us, u)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("hark run: %v\n%s", err, stderr.String())
+	}
+	return us
+}
+
+// Issue 12 item 7: a SIGKILL in the middle of an utterance being streamed loses nothing:
+// the next start recovers it from the journal into the spool and transcribes it, once.
+func TestSIGKILLMidUtteranceRecovered(t *testing.T) {
+	lines := demoLines(t)
+	emu := dgemu.NewServer(dgemu.Config{Utterances: lines})
+	defer emu.Close()
+	cfg := writeRunConfig(t, emu, "")
+	b, _ := os.ReadFile(cfg)
+	body := strings.Replace(string(b), "capture:\n", "capture:\n  realtime: true\n", 1)
+	os.WriteFile(cfg, []byte(body), 0o600)
+
+	cmd, out, _ := harkProcess(t, nil, "run", "--config", cfg)
+	results := make(chan transcript.Utterance, 10)
+	go func() {
+		defer close(results)
+		for out.Scan() {
+			var u transcript.Utterance
+			if json.Unmarshal(out.Bytes(), &u) == nil {
+				results <- u
+			}
+		}
+	}()
+	var first transcript.Utterance
+	select {
+	case first = <-results:
+	case <-time.After(30 * time.Second):
+		t.Fatal("no first utterance within 30 s")
+	}
+	// Mid second sentence (4.56–6.88 s of the file): the service has heard past 5.2 s.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := emu.WaitSession(ctx, func(s dgemu.SessionInfo) bool { return s.AudioSeconds >= 5.2 }); err != nil {
+		t.Fatalf("the service never heard the second sentence: %v", err)
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	for u := range results {
+		if u.Text != first.Text {
+			t.Logf("also published before the kill: %q", u.Text)
+		}
+	}
+
+	// Restart on a short silent input: what is recovered is published, then it exits.
+	silent := filepath.Join(t.TempDir(), "silence.wav")
+	os.WriteFile(silent, append(audio.WAVHeader(32000), make([]byte, 32000)...), 0o600)
+	wav, _ := filepath.Abs(filepath.Join("..", "..", "testdata", "demo", "sample.wav"))
+	os.WriteFile(cfg, []byte(strings.Replace(body, wav, silent, 1)), 0o600)
+	got := runOutput(t, cfg)
+	if len(got) != 1 || got[0].Source != transcript.SourceSpool {
+		t.Fatalf("after the restart got %+v, want the interrupted sentence once, from the spool", got)
+	}
+	// It is the second sentence: it began about 4.1 s after the first (0.5 s into the file).
+	if d := got[0].Start.Sub(first.Start); d < 3*time.Second || d > 5500*time.Millisecond {
+		t.Errorf("recovered utterance starts %s after the first, want about 4.1 s", d)
+	}
+	// A further start finds nothing more: recovered once, never doubled.
+	if again := runOutput(t, cfg); len(again) != 0 {
+		t.Fatalf("a second restart published %+v again", again)
 	}
 }

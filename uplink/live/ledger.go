@@ -79,6 +79,9 @@ type ledger struct {
 
 	out    []output
 	pool   [][]audio.Frame // frame buffers of finished segments, for reuse
+	// settled holds the first-frame capture times of the segments completed live since the
+	// last takeOutputs (published or answered with no words), for Handler.Settled.
+	settled []time.Time
 	nextID uint64
 	epochs uint64
 
@@ -783,6 +786,7 @@ func (l *ledger) complete(c *connLedger, s *segment, how string) {
 		c.done = slices.Delete(c.done, 0, len(c.done)-keepDone)
 	}
 	l.remove(s)
+	l.settled = append(l.settled, s.frames[0].Time)
 	if u.Text == "" {
 		l.n.empty++
 	} else {
@@ -866,6 +870,13 @@ func (l *ledger) remove(s *segment) {
 	if l.open == s {
 		l.open = nil
 	}
+}
+
+// takeSettled returns the segments completed live since the last call (see settled).
+func (l *ledger) takeSettled(dst []time.Time) []time.Time {
+	dst = append(dst, l.settled...)
+	l.settled = l.settled[:0]
+	return dst
 }
 
 // takeOutputs returns the decisions made since the last call, in order.

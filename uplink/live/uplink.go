@@ -71,6 +71,11 @@ type Handler struct {
 	Unconfirmed func(Segment)
 	Event       func(Event)
 	State       func(State)
+	// Settled, if set, is called with the capture time of a segment's first frame once the
+	// segment has been completed live (after its Utterance, or with no words): the uplink
+	// no longer needs it, and a copy kept against a crash can go. Segments handed to
+	// Unconfirmed are not reported here.
+	Settled func(first time.Time)
 }
 
 // Stats are the uplink's counters for the health message.
@@ -170,6 +175,7 @@ type Uplink struct {
 	refusedN   int
 	stable     bool // the current connection has delivered a final (or lasted StableAfter)
 	outs       []output
+	settled    []time.Time
 }
 
 // New returns an Uplink; nothing happens until Run.
@@ -627,7 +633,9 @@ func (u *Uplink) beginStreamClose(now time.Time, idle bool) string {
 func (u *Uplink) deliver() {
 	u.mu.Lock()
 	u.outs = u.led.takeOutputs(u.outs[:0])
+	u.settled = u.led.takeSettled(u.settled[:0])
 	u.mu.Unlock()
+
 	for _, o := range u.outs {
 		switch o.kind {
 		case outUtterance:
@@ -649,6 +657,12 @@ func (u *Uplink) deliver() {
 		}
 	}
 	clear(u.outs)
+	// After the outputs: a segment's utterance is handed over before it is settled.
+	if u.h.Settled != nil {
+		for _, t := range u.settled {
+			u.h.Settled(t)
+		}
+	}
 }
 
 // ---- connections ----
