@@ -79,13 +79,14 @@ type ledger struct {
 
 	out    []output
 	pool   [][]audio.Frame // frame buffers of finished segments, for reuse
-	// settled holds the first-frame capture times of the segments completed live since the
-	// last takeOutputs (published or answered with no words), for Handler.Settled.
-	settled []time.Time
 	nextID uint64
 	epochs uint64
 
 	n ledgerCounts
+
+	// settled holds the first-frame capture times of the segments completed live since the
+	// last takeOutputs (published or answered with no words), for Handler.Settled.
+	settled []time.Time
 }
 
 type ledgerConfig struct {
