@@ -236,7 +236,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			a.spooledTags[tag] = true
 		}
 	}
-	a.journal = newJournal(cfg.Spool.Dir, logging.NewRepeater(a.log, "speech journal write failed; a crash now would lose the utterance in flight", 0))
+	a.journal = newJournal(cfg.Spool.Dir, cfg.Capture.Input, logging.NewRepeater(a.log, "speech journal write failed; a crash now would lose the utterance in flight", 0))
 	if spoolErr == nil {
 		a.recoverJournal(cfg)
 	}
@@ -719,13 +719,20 @@ func (a *Agent) journalRemove(first time.Time) {
 // content tag: one that reached the spool too is not stored twice) and removes their
 // journal files. A segment that cannot be stored keeps its file for the next start.
 func (a *Agent) recoverJournal(cfg config.Config) {
-	js, err := readJournals(a.journal.dir)
+	js, err := readJournals(filepath.Join(cfg.Spool.Dir, journalDir))
 	if err != nil {
 		a.log.Warn("cannot read the speech journal; what it holds stays for the next start", "err", err)
 		return
 	}
 	for _, j := range js {
 		if len(j.frames) == 0 {
+			os.Remove(j.path)
+			continue
+		}
+		if j.input != "" && j.input != "-" && j.input == cfg.Capture.Input {
+			// This run reads the same file again from its start and hears the segment
+			// again: a recovered copy would be published twice.
+			a.log.Info("journal of the input file being read again dropped: the file is replayed", "input", j.input, "start", j.frames[0].Time)
 			os.Remove(j.path)
 			continue
 		}

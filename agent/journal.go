@@ -28,7 +28,13 @@ import (
 // the spool (recoverJournal), named by their content tag, so audio that reached the spool
 // too is not spooled twice.
 //
-// File format: a header "HARKJ1\n", then one record per frame: capture time of the frame
+// A journal names the input it was captured from: a file input is read again from its start
+// when hark restarts (systemd's Restart=), so that run hears the segment again and a
+// recovered copy would publish it twice; a journal from the same file is dropped instead.
+// Microphone and stdin journals are always recovered.
+//
+// File format: a header "HARKJ1\n", the input name (Go-quoted) and "\n", then one record
+// per frame: capture time of the frame
 // (int64 Unix ns), Seq (uint64), sample count (uint32), samples (int16 LE), all little
 // endian. A record torn by a crash ends the file.
 
@@ -41,14 +47,15 @@ const (
 
 // journal is the audio loop's writer; remove may be called from any goroutine.
 type journal struct {
-	dir  string
+	dir   string
+	input string // capture.input ("" microphone, "-" stdin, or a file)
 	f    *os.File
 	buf  []byte
 	fail *logging.Repeater
 }
 
-func newJournal(spoolDir string, fail *logging.Repeater) *journal {
-	return &journal{dir: filepath.Join(spoolDir, journalDir), fail: fail,
+func newJournal(spoolDir, input string, fail *logging.Repeater) *journal {
+	return &journal{dir: filepath.Join(spoolDir, journalDir), input: input, fail: fail,
 		buf: make([]byte, 0, recordHeader+2*audio.FrameSamples)}
 }
 
@@ -68,7 +75,7 @@ func (j *journal) frame(f audio.Frame, first bool) {
 		}
 		fh, err := os.OpenFile(journalPath(j.dir, f.Time), os.O_WRONLY|os.O_CREATE|os.O_TRUNC|os.O_APPEND, 0o600)
 		if err == nil {
-			_, err = fh.WriteString(journalMagic)
+			_, err = fh.WriteString(journalMagic + strconv.Quote(j.input) + "\n")
 		}
 		if err != nil {
 			if fh != nil {
@@ -113,6 +120,7 @@ func (j *journal) remove(first time.Time) {
 // journaled is a segment read back from a journal file.
 type journaled struct {
 	path   string
+	input  string
 	frames []audio.Frame
 }
 
@@ -136,19 +144,28 @@ func readJournals(dir string) ([]journaled, error) {
 		if err != nil {
 			return nil, fmt.Errorf("read journal %s: %w", de.Name(), err)
 		}
-		out = append(out, journaled{path: p, frames: parseJournal(b)})
+		input, frames := parseJournal(b)
+		out = append(out, journaled{path: p, input: input, frames: frames})
 	}
 	return out, nil
 }
 
-// parseJournal decodes a journal file's frames, stopping at the first torn or implausible
-// record. It never panics, whatever the bytes.
-func parseJournal(b []byte) []audio.Frame {
+// parseJournal decodes a journal file's input name and frames, stopping at the first torn
+// or implausible record. It never panics, whatever the bytes.
+func parseJournal(b []byte) (input string, frames []audio.Frame) {
 	if !strings.HasPrefix(string(b), journalMagic) {
-		return nil
+		return "", nil
 	}
 	b = b[len(journalMagic):]
-	var frames []audio.Frame
+	i := strings.IndexByte(string(b), '\n')
+	if i < 0 {
+		return "", nil
+	}
+	input, err := strconv.Unquote(string(b[:i]))
+	if err != nil {
+		return "", nil
+	}
+	b = b[i+1:]
 	for len(b) >= recordHeader {
 		t := int64(binary.LittleEndian.Uint64(b))
 		seq := binary.LittleEndian.Uint64(b[8:])
@@ -163,5 +180,5 @@ func parseJournal(b []byte) []audio.Frame {
 			Samples: audio.DecodePCM(nil, b[recordHeader:recordHeader+2*n])})
 		b = b[recordHeader+2*n:]
 	}
-	return frames
+	return input, frames
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/hark-audio/hark/audio"
 	"github.com/hark-audio/hark/dgemu"
 	"github.com/hark-audio/hark/internal/leaktest"
+	"github.com/hark-audio/hark/internal/logging"
 	"github.com/hark-audio/hark/transcript"
 	"github.com/hark-audio/hark/uplink/live"
 	"github.com/hark-audio/hark/uplink/spool"
@@ -324,7 +325,7 @@ func TestJournalEmptyAfterSettled(t *testing.T) {
 // parseJournal reads files a crash left: any bytes, never a panic, and what it returns is
 // a run of whole, increasing frames.
 func FuzzParseJournal(f *testing.F) {
-	j := []byte(journalMagic)
+	j := []byte(journalMagic + `"/tmp/in.wav"` + "\n")
 	for i := range 3 {
 		j = binary.LittleEndian.AppendUint64(j, uint64(time.Now().UnixNano()))
 		j = binary.LittleEndian.AppendUint64(j, uint64(i))
@@ -334,13 +335,77 @@ func FuzzParseJournal(f *testing.F) {
 	f.Add(j)
 	f.Add(j[:len(j)-3])
 	f.Add([]byte(journalMagic))
+	f.Add([]byte(journalMagic + `""` + "\n"))
 	f.Add([]byte("garbage"))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		frames := parseJournal(b)
+		_, frames := parseJournal(b)
 		for i, fr := range frames {
 			if len(fr.Samples) == 0 || i > 0 && fr.Seq <= frames[i-1].Seq {
 				t.Fatalf("frame %d: %+v", i, fr)
 			}
 		}
 	})
+}
+
+// Issue 12 item 7, the recovery rules: a journal is put into the spool once (a copy already
+// spooled is not doubled), a torn tail is dropped, and a journal of the file input this run
+// reads again from its start is dropped (the replay hears it again).
+func TestRecoverJournalRules(t *testing.T) {
+	d := loadDemo(t)
+	emu := dgemu.NewServer(dgemu.Config{})
+	defer emu.Close()
+	h := newHarness(t, emu, "")
+	cfg := h.cfg.Config
+	sp, err := spool.Open(cfg.Spool.Dir, spool.Limits{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := h.agent
+	a.spool, a.spooledTags = sp, map[string]bool{}
+	write := func(input string, from int, torn bool) time.Time {
+		j := newJournal(cfg.Spool.Dir, input, logging.NewRepeater(a.log, "test", 0))
+		t0 := time.Now().Add(time.Duration(from) * time.Minute)
+		for k := range 20 {
+			at := from*16000 + k*audio.FrameSamples
+			j.frame(audio.Frame{Seq: uint64(k), Time: t0.Add(time.Duration(k) * audio.FrameDuration),
+				Samples: d.samples[at : at+audio.FrameSamples]}, k == 0)
+		}
+		j.end()
+		if torn {
+			f, _ := os.OpenFile(journalPath(j.dir, t0), os.O_WRONLY|os.O_APPEND, 0)
+			f.Write([]byte{1, 2, 3})
+			f.Close()
+		}
+		return t0
+	}
+	write("", 1, true)                 // microphone, torn tail: recovered
+	write("-", 2, false)               // stdin: recovered
+	write(cfg.Capture.Input, 3, false) // "-" here too: stdin is never replayed
+	write("/srv/in.wav", 4, false)     // another file: recovered
+	a.recoverJournal(cfg)
+	if n := len(sp.Pending()); n != 4 {
+		t.Fatalf("%d entries recovered, want 4", n)
+	}
+	for _, e := range sp.Pending() {
+		if e.Meta.Samples != 20*audio.FrameSamples {
+			t.Errorf("entry %s has %d samples, want the 20 whole frames", e.Meta.ID, e.Meta.Samples)
+		}
+	}
+	// The same audio journaled again (a kill after it was spooled, before the journal
+	// was removed): not doubled.
+	write("", 1, false)
+	a.recoverJournal(cfg)
+	if n := len(sp.Pending()); n != 4 {
+		t.Fatalf("%d entries after recovering a copy of spooled audio, want 4", n)
+	}
+	// A journal of the file this run reads again is dropped.
+	cfg.Capture.Input = "/srv/in.wav"
+	write("/srv/in.wav", 5, false)
+	a.recoverJournal(cfg)
+	if n := len(sp.Pending()); n != 4 {
+		t.Fatalf("%d entries: the replayed file's journal was recovered too", n)
+	}
+	if left, _ := filepath.Glob(filepath.Join(cfg.Spool.Dir, journalDir, "*")); len(left) != 0 {
+		t.Fatalf("journal files left: %v", left)
+	}
 }
