@@ -49,9 +49,9 @@ const (
 type journal struct {
 	dir   string
 	input string // capture.input ("" microphone, "-" stdin, or a file)
-	f    *os.File
-	buf  []byte
-	fail *logging.Repeater
+	f     *os.File
+	buf   []byte
+	fail  *logging.Repeater
 }
 
 func newJournal(spoolDir, input string, fail *logging.Repeater) *journal {
