@@ -157,8 +157,9 @@ type Agent struct {
 
 	// spooledTags are the content tags of the entries in the spool at start: audio already
 	// there (a file replayed after a restart) is not spooled twice. Read-only after Run
-	// seeds it.
+	// seeds it, except for journal recovery, hence tagsMu.
 	spooledTags map[string]bool
+	tagsMu      sync.Mutex
 }
 
 // New checks what can be checked before anything starts: secrets are readable and the
@@ -655,7 +656,10 @@ func (a *Agent) spoolSegment(seg live.Segment) {
 	// file or stdin run that systemd restarts replays the same audio, which must not be
 	// spooled (and transcribed, and published) twice.
 	tag := contentTag(samples)
-	if a.spooledTags[tag] {
+	a.tagsMu.Lock()
+	already := a.spooledTags[tag]
+	a.tagsMu.Unlock()
+	if already {
 		a.log.Info("speech already in the spool; not spooled again", "start", seg.Start, "tag", tag)
 		a.journalRemove(seg.Start)
 		return
@@ -699,6 +703,7 @@ func (a *Agent) spoolRetry(ctx context.Context) {
 		}
 		a.log.Info("spool available again", "dir", a.spool.Dir(), "attempts", attempt+1)
 		a.event("spool_available", time.Now(), nil)
+		a.recoverJournal(a.cfg()) // what a killed run left, now that it can be stored
 		a.st.touchSpool()
 	}
 }
@@ -719,6 +724,8 @@ func (a *Agent) journalRemove(first time.Time) {
 // content tag: one that reached the spool too is not stored twice) and removes their
 // journal files. A segment that cannot be stored keeps its file for the next start.
 func (a *Agent) recoverJournal(cfg config.Config) {
+	a.tagsMu.Lock()
+	defer a.tagsMu.Unlock()
 	js, err := readJournals(filepath.Join(cfg.Spool.Dir, journalDir))
 	if err != nil {
 		a.log.Warn("cannot read the speech journal; what it holds stays for the next start", "err", err)
