@@ -15,6 +15,7 @@ import (
 	"github.com/hark-audio/hark/dgemu"
 	"github.com/hark-audio/hark/internal/leaktest"
 	"github.com/hark-audio/hark/internal/logging"
+	"github.com/hark-audio/hark/mqttlink/brokertest"
 	"github.com/hark-audio/hark/transcript"
 	"github.com/hark-audio/hark/uplink/live"
 	"github.com/hark-audio/hark/uplink/spool"
@@ -422,4 +423,43 @@ func BenchmarkJournalFrame(b *testing.B) {
 		j.frame(f, i%100 == 0) // a new segment every 10 s of speech
 	}
 	j.end()
+}
+
+// Issue 12 items 1 and 2 through the broker: a device that starts muted on a corrupt mute
+// file publishes why in its state, holds the spool ("uploads": "held"), and a mute request
+// with discard_spool drops the held speech and clears the reason.
+func TestMQTTMuteFailClosedHoldAndDiscard(t *testing.T) {
+	leaktest.Check(t)
+	broker := brokertest.Start(t)
+	d := loadDemo(t)
+	emu := referenceEmulator(t)
+	defer emu.Close()
+	h := newHarness(t, emu, "mqtt:\n  broker: "+broker.URL()+"\n")
+	spoolOne(t, h, d, 1)
+	if err := os.WriteFile(filepath.Join(h.cfg.Config.StateDir, mutedFile), []byte(`{"muted":tru`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	base := "hark/testdev"
+	w := watch(t, broker.URL(), base+"/#")
+	h.start()
+	w.await(base+"/state", func(m msg) bool {
+		return jsonField(m.payload, "muted") == true && jsonField(m.payload, "mute_reason") != nil &&
+			jsonField(m.payload, "spool.uploads") == "held" && jsonField(m.payload, "spool.entries") == 1.0
+	}, 20*time.Second)
+	w.publish(base+"/request/mute", `{"transaction": "d1", "muted": true, "discard_spool": true}`)
+	r := w.await(base+"/response/mute", nil, 10*time.Second)
+	if jsonField(r.payload, "status") != "ok" || jsonField(r.payload, "data.discarded") != 1.0 {
+		t.Fatalf("discard answered %s", r.payload)
+	}
+	w.await(base+"/state", func(m msg) bool {
+		return jsonField(m.payload, "mute_reason") == nil && jsonField(m.payload, "spool.entries") == 0.0
+	}, 10*time.Second)
+	w.publish(base+"/request/mute", `{"muted": false, "discard_spool": true}`)
+	if r := w.await(base+"/response/mute", nil, 10*time.Second); jsonField(r.payload, "status") != "error" {
+		t.Fatalf("discard_spool with an unmute accepted: %s", r.payload)
+	}
+	h.endInput()
+	if n := len(emu.Requests()); n != 0 {
+		t.Fatalf("%d uploads of held or discarded speech", n)
+	}
 }
