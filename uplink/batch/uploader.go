@@ -264,6 +264,7 @@ func (u *Uploader) Run(ctx context.Context) error {
 				return ctx.Err()
 			case <-u.sp.Changed():
 			case <-u.kick:
+			case <-u.release: // a Hold: the state says so at once
 			}
 			continue
 		}
