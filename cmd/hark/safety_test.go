@@ -219,3 +219,17 @@ func TestSIGKILLMidUtteranceRecovered(t *testing.T) {
 		t.Fatalf("a second restart published %+v again", again)
 	}
 }
+
+// Issue 12 item 5: `hark vad` on a FIFO with no writer stops on SIGTERM too.
+func TestVADFIFOObeysSignal(t *testing.T) {
+	fifo := mkfifo(t)
+	cfg := filepath.Join(t.TempDir(), "hark.yaml")
+	os.WriteFile(cfg, []byte("device_id: x\n"), 0o600)
+	cmd, _, stderr := harkProcess(t, nil, "vad", fifo, "--config", cfg, "--csv")
+	blockedIn(t, cmd.Process.Pid, "openat")
+	cmd.Process.Signal(syscall.SIGTERM)
+	exitWithin(t, cmd, 10*time.Second)
+	if !strings.Contains(stderr.String(), "canceled") {
+		t.Errorf("stderr %q, want the interruption said", stderr.String())
+	}
+}
