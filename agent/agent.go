@@ -751,6 +751,11 @@ func (a *Agent) recoverJournal(cfg config.Config) {
 			meta := spool.Meta{ID: start.UTC().Format("20060102T150405.000Z") + "-" + tag, Start: start,
 				DeviceID: cfg.DeviceID, Options: batchOptions(cfg.Deepgram), Reason: "recovered after a crash"}
 			if _, err := a.spool.Put(meta, samples); err != nil {
+				if errors.Is(err, spool.ErrTooLarge) { // it never will be: do not retry at every start
+					a.log.Error("speech recovered from the journal is larger than the spool may hold; dropped", "start", start, "seconds", secs, "err", err)
+					os.Remove(j.path)
+					continue
+				}
 				a.log.Error("speech recovered from the journal could not be spooled; kept for the next start", "start", start, "seconds", secs, "err", err)
 				continue
 			}
