@@ -103,7 +103,10 @@ func (t *stateTracker) set(f func(*State)) {
 	}
 	t.s.Since = transcript.FormatTime(time.Now())
 	s := t.s
-	t.mu.Unlock()
+	// Published before unlocking: changes made at once from several goroutines (a mute and
+	// the uploader's state change it causes) reach the publisher in the order they were
+	// made, so the retained state is never an older one. SetState and Status never block.
+	defer t.mu.Unlock()
 	if t.a.pub != nil {
 		t.a.pub.SetState(s)
 	}
