@@ -47,6 +47,7 @@ import (
 	"fmt"
 	"github.com/hark-audio/hark/internal/backoff"
 	"github.com/hark-audio/hark/internal/fsx"
+	"github.com/hark-audio/hark/internal/logging"
 	"io"
 	"log/slog"
 	"os"
@@ -147,10 +148,18 @@ type Agent struct {
 	st       stateTracker
 	counters counters
 
+	spoolLog *logging.Repeater // spool write failures: once, then counted
+
+	// journal keeps each forwarded segment on disk until it is settled (journal.go);
+	// journalFirst (audio loop only) says the next forwarded frame starts a segment.
+	journal      *journal
+	journalFirst bool
+
 	// spooledTags are the content tags of the entries in the spool at start: audio already
 	// there (a file replayed after a restart) is not spooled twice. Read-only after Run
-	// seeds it.
+	// seeds it, except for journal recovery, hence tagsMu.
 	spooledTags map[string]bool
+	tagsMu      sync.Mutex
 }
 
 // New checks what can be checked before anything starts: secrets are readable and the
@@ -173,6 +182,7 @@ func New(opts Options) (*Agent, error) {
 	}
 	a := &Agent{opts: opts, log: opts.Logger.With("component", "agent"), loaded: opts.Loaded,
 		toSpool: make(chan live.Segment, spoolQueue)}
+	a.spoolLog = logging.NewRepeater(a.log, "speech could not be spooled and is lost", 0).AtLevel(slog.LevelError)
 	a.st.init(a)
 	return a, nil
 }
@@ -192,9 +202,15 @@ func (a *Agent) Run(ctx context.Context) error {
 
 	muted, err := readMuted(cfg.StateDir)
 	if err != nil {
-		a.log.Warn("cannot read persisted mute state; starting unmuted", "err", err)
+		// Privacy fails closed: a mute file that cannot be read may have said "muted".
+		// The state and health say why; an operator's mute request (either way) clears it.
+		muted = true
+		reason := "mute state file unreadable: " + err.Error()
+		a.log.Error("cannot read persisted mute state; starting MUTED until an operator sets it", "err", err)
+		a.st.set(func(s *State) { s.MuteReason = reason })
 	}
 	a.muted.Store(muted)
+	a.st.set(func(s *State) { s.Muted = muted })
 
 	auth, err := config.DeepgramCredential(cfg.Deepgram, a.opts.Environ)
 	if errors.Is(err, config.ErrNoDeepgramAuth) {
@@ -206,9 +222,13 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.log.Info("deepgram credential loaded", "from", auth.From)
 
 	// 1. The spool: opened first because everything after it may need to hand it audio.
-	sp, err := spool.Open(cfg.Spool.Dir, spool.Limits{MaxBytes: cfg.Spool.MaxBytes, MaxAge: cfg.Spool.MaxAge.D()}, a.opts.Logger)
-	if err != nil {
-		return fmt.Errorf("open spool: %w", err)
+	//    A spool that cannot be used (read-only or missing disk) does not stop live
+	//    transcription, which needs no disk: the agent runs degraded, says so in the state
+	//    and health, and retries (spoolRetry).
+	sp, spoolErr := spool.OpenDegraded(cfg.Spool.Dir, spool.Limits{MaxBytes: cfg.Spool.MaxBytes, MaxAge: cfg.Spool.MaxAge.D()}, a.opts.Logger)
+	if spoolErr != nil {
+		a.log.Error("spool unavailable: streaming live only; speech the stream cannot carry is lost until it works; retrying", "dir", cfg.Spool.Dir, "err", spoolErr)
+		a.event("spool_unavailable", time.Now(), map[string]any{"error": spoolErr.Error()})
 	}
 	a.spool = sp
 	a.spooledTags = map[string]bool{}
@@ -216,6 +236,10 @@ func (a *Agent) Run(ctx context.Context) error {
 		if tag, ok := contentTagOf(e.Meta.ID); ok {
 			a.spooledTags[tag] = true
 		}
+	}
+	a.journal = newJournal(cfg.Spool.Dir, cfg.Capture.Input, logging.NewRepeater(a.log, "speech journal write failed; a crash now would lose the utterance in flight", 0))
+	if spoolErr == nil {
+		a.recoverJournal(cfg)
 	}
 
 	// 2. Publishing: MQTT connects in the background and never blocks what follows.
@@ -238,10 +262,13 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.uploader = batch.NewUploader(sp, client, batch.UploaderConfig{Concurrency: cfg.Spool.Concurrency,
 		Logger: a.opts.Logger, Publish: a.publishSpooled,
 		OnChange: func(batch.Stats) { a.st.touchSpool() }})
+	a.uploader.Hold(a.muted.Load()) // muted: spooled speech is held, not sent (SetMuted)
 	loadCtx, loadCancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer loadCancel()
-	loadDone := make(chan struct{})
+	loadDone, retryDone := make(chan struct{}), make(chan struct{})
 	go func() { defer close(loadDone); a.uploader.Run(loadCtx) }()
+	go func() { defer close(retryDone); a.spoolRetry(loadCtx) }()
+	a.st.touchSpool()
 
 	// 4. Capture. A microphone that is not there yet is waited for; READY goes out when
 	//    the wait begins (the service is up), or below once capture opened.
@@ -251,6 +278,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.opts.Notifier.Stopping()
 		loadCancel()
 		<-loadDone
+		<-retryDone
 		a.st.set(func(s *State) { s.Pipeline = "stopped" })
 		pubCtx, pubCancel := context.WithTimeout(context.Background(), publishReserve)
 		a.pub.Close(pubCtx)
@@ -322,6 +350,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	loadCancel()
 	<-loadDone
+	<-retryDone
 	hkCancel()
 	<-hkDone
 	a.st.set(func(s *State) { s.Pipeline = "stopped" })
@@ -419,6 +448,7 @@ func (a *Agent) route(sink segmentSink, events []vad.Event, forwarding *bool) []
 			a.event("speech_start", ev.Time, nil)
 			*forwarding = !a.muted.Load()
 			if *forwarding {
+				a.journalFirst = true
 				sink.SegmentStart(ev.Time)
 			}
 		case vad.SegmentFrame:
@@ -426,16 +456,23 @@ func (a *Agent) route(sink segmentSink, events []vad.Event, forwarding *bool) []
 				// Muted mid-segment: end it here; nothing more is sent.
 				sink.SegmentEnd(ev.Frame.Time)
 				*forwarding = false
+				a.journalEnd()
 			}
 			if *forwarding {
+				if a.journal != nil {
+					// Before the uplink has it: a kill from here on leaves it on disk.
+					a.journal.frame(ev.Frame, a.journalFirst)
+					a.journalFirst = false
+				}
 				sink.Frame(ev.Frame)
-				a.counters.framesSent.Add(1)
+				a.counters.framesSpeech.Add(1)
 			}
 		case vad.SegmentEnd:
 			a.st.set(func(s *State) { s.Speech = false })
 			a.event("speech_end", ev.Time, nil)
 			if *forwarding {
 				sink.SegmentEnd(ev.Time)
+				a.journalEnd()
 			}
 			*forwarding = false
 		}
@@ -447,6 +484,10 @@ func (a *Agent) route(sink segmentSink, events []vad.Event, forwarding *bool) []
 // prints transcripts of audio that could not be streamed before it exits.
 func (a *Agent) drainSpool(limit time.Duration) {
 	if a.spool.Stats().Entries == 0 {
+		return
+	}
+	if a.muted.Load() {
+		a.log.Info("muted: spooled speech is held and will be transcribed after an unmute", "entries", a.spool.Stats().Entries)
 		return
 	}
 	if limit <= 0 {
@@ -577,6 +618,12 @@ func (a *Agent) liveHandler() live.Handler {
 		// A full queue (the disk is slower than the faults) holds the uplink's results
 		// back, never the audio, and loses nothing.
 		Unconfirmed: func(seg live.Segment) { a.toSpool <- seg },
+		// Published live (or answered with no words): its journal copy can go.
+		Settled: func(first time.Time) {
+			if a.journal != nil {
+				a.journal.remove(first)
+			}
+		},
 		Event: func(ev live.Event) {
 			a.event(ev.Type, ev.At, ev.Attrs)
 		},
@@ -610,24 +657,115 @@ func (a *Agent) spoolSegment(seg live.Segment) {
 	// file or stdin run that systemd restarts replays the same audio, which must not be
 	// spooled (and transcribed, and published) twice.
 	tag := contentTag(samples)
-	if a.spooledTags[tag] {
+	a.tagsMu.Lock()
+	already := a.spooledTags[tag]
+	a.tagsMu.Unlock()
+	if already {
 		a.log.Info("speech already in the spool; not spooled again", "start", seg.Start, "tag", tag)
+		a.journalRemove(seg.Start)
 		return
 	}
 	meta := spool.Meta{ID: seg.Start.UTC().Format("20060102T150405.000Z") + "-" + tag, Start: seg.Start,
 		DeviceID: cfg.DeviceID, Options: batchOptions(cfg.Deepgram), Reason: seg.Reason}
 	if _, err := a.spool.Put(meta, samples); err != nil {
-		a.counters.spoolErrors.Add(1)
-		a.log.Error("speech could not be spooled and is lost", "start", seg.Start, "seconds", float64(len(samples))/audio.SampleRate, "err", err)
+		n := a.counters.spoolErrors.Add(1)
+		// Once, then counted (spool_write_errors in health): a full disk fails every
+		// utterance, and one line per utterance buried everything else in the journal.
+		a.spoolLog.Fail(err, "start", seg.Start, "seconds", float64(len(samples))/audio.SampleRate, "spool_write_errors", n)
 		a.event("error", time.Now(), map[string]any{"error": "spool: " + err.Error()})
 		return
 	}
+	a.spoolLog.OK()
+	a.journalRemove(seg.Start) // durable in the spool now: the journal copy can go
 	a.counters.spooledSamples.Add(int64(len(samples)))
 	a.event("spooled", time.Now(), map[string]any{"start": transcript.FormatTime(seg.Start),
 		"seconds": float64(len(samples)) / audio.SampleRate, "reason": seg.Reason})
 	// No Kick: Put wakes an idle uploader, and a backoff in progress is there because the
 	// service or the network failed (docs/spool.md).
 	a.st.touchSpool()
+}
+
+// spoolRetry opens an unavailable spool again, with backoff, until it works or ctx ends.
+// A Put also tries it first, so speech is stored as soon as the disk is back.
+func (a *Agent) spoolRetry(ctx context.Context) {
+	wait := backoff.Policy{Min: time.Second, Max: time.Minute}
+	for attempt := 0; !a.spool.Available(); attempt++ {
+		t := time.NewTimer(wait.Delay(attempt))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		if err := a.spool.Reopen(); err != nil {
+			a.log.Debug("spool still unavailable", "attempt", attempt+1, "err", err)
+			a.st.touchSpool()
+			continue
+		}
+		a.log.Info("spool available again", "dir", a.spool.Dir(), "attempts", attempt+1)
+		a.event("spool_available", time.Now(), nil)
+		a.recoverJournal(a.cfg()) // what a killed run left, now that it can be stored
+		a.st.touchSpool()
+	}
+}
+
+func (a *Agent) journalEnd() {
+	if a.journal != nil {
+		a.journal.end()
+	}
+}
+
+func (a *Agent) journalRemove(first time.Time) {
+	if a.journal != nil {
+		a.journal.remove(first)
+	}
+}
+
+// recoverJournal puts the segments a killed run left in the journal into the spool (by
+// content tag: one that reached the spool too is not stored twice) and removes their
+// journal files. A segment that cannot be stored keeps its file for the next start.
+func (a *Agent) recoverJournal(cfg config.Config) {
+	a.tagsMu.Lock()
+	defer a.tagsMu.Unlock()
+	js, err := readJournals(filepath.Join(cfg.Spool.Dir, journalDir))
+	if err != nil {
+		a.log.Warn("cannot read the speech journal; what it holds stays for the next start", "err", err)
+		return
+	}
+	for _, j := range js {
+		if len(j.frames) == 0 {
+			os.Remove(j.path)
+			continue
+		}
+		if j.input != "" && j.input != "-" && j.input == cfg.Capture.Input {
+			// This run reads the same file again from its start and hears the segment
+			// again: a recovered copy would be published twice.
+			a.log.Info("journal of the input file being read again dropped: the file is replayed", "input", j.input, "start", j.frames[0].Time)
+			os.Remove(j.path)
+			continue
+		}
+		samples := segmentSamples(j.frames)
+		tag := contentTag(samples)
+		start := j.frames[0].Time
+		secs := float64(len(samples)) / audio.SampleRate
+		if !a.spooledTags[tag] {
+			meta := spool.Meta{ID: start.UTC().Format("20060102T150405.000Z") + "-" + tag, Start: start,
+				DeviceID: cfg.DeviceID, Options: batchOptions(cfg.Deepgram), Reason: "recovered after a crash"}
+			if _, err := a.spool.Put(meta, samples); err != nil {
+				if errors.Is(err, spool.ErrTooLarge) { // it never will be: do not retry at every start
+					a.log.Error("speech recovered from the journal is larger than the spool may hold; dropped", "start", start, "seconds", secs, "err", err)
+					os.Remove(j.path)
+					continue
+				}
+				a.log.Error("speech recovered from the journal could not be spooled; kept for the next start", "start", start, "seconds", secs, "err", err)
+				continue
+			}
+			a.spooledTags[tag] = true
+			a.log.Warn("speech in flight when the last run was killed recovered into the spool", "start", start, "seconds", secs)
+			a.event("recovered", time.Now(), map[string]any{"start": transcript.FormatTime(start), "seconds": secs})
+		}
+		os.Remove(j.path)
+	}
 }
 
 // maxGapFrames bounds the silence segmentSamples puts in for frames capture dropped.
@@ -743,6 +881,10 @@ func readMuted(stateDir string) (bool, error) {
 
 // SetMuted mutes or unmutes: while muted no audio is sent anywhere (live or spool);
 // capture keeps running so its health stays visible. The setting survives a restart.
+//
+// Muting holds the spool: entries spooled before (or while) muted are neither uploaded nor
+// published until unmuted, and audio handed to the live uplink but not yet sent is
+// withheld and spooled (held) too. DiscardSpool drops what is held, on request.
 func (a *Agent) SetMuted(m bool) error {
 	a.changes.Lock() // in order with the other changes: the file and the flag agree
 	defer a.changes.Unlock()
@@ -752,9 +894,41 @@ func (a *Agent) SetMuted(m bool) error {
 		return fmt.Errorf("persist mute state: %w", err)
 	}
 	if a.muted.Swap(m) != m {
+		a.applyMute(m)
 		a.log.Info("mute changed", "muted", m)
 		a.event(map[bool]string{true: "muted", false: "unmuted"}[m], time.Now(), nil)
 	}
-	a.st.set(func(s *State) { s.Muted = m })
+	a.st.set(func(s *State) { s.Muted = m; s.MuteReason = "" })
 	return nil
+}
+
+// applyMute holds or releases the spool uploads and withholds the live uplink's unsent
+// audio. The parts may not exist yet (SetMuted before Run): Run reads the flag.
+func (a *Agent) applyMute(m bool) {
+	if a.uploader != nil {
+		a.uploader.Hold(m)
+	}
+	if !m {
+		return
+	}
+	a.mu.Lock()
+	up := a.uplink
+	a.mu.Unlock()
+	if up != nil {
+		up.Withhold("muted")
+	}
+}
+
+// DiscardSpool drops the speech the spool holds (a mute request with discard_spool) and
+// returns how many entries it dropped. An upload in flight at that moment is not dropped.
+func (a *Agent) DiscardSpool() int {
+	if a.spool == nil {
+		return 0
+	}
+	n := a.spool.Discard()
+	if n > 0 {
+		a.event("spool_discarded", time.Now(), map[string]any{"entries": n})
+	}
+	a.st.touchSpool()
+	return n
 }

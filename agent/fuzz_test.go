@@ -29,6 +29,8 @@ func FuzzHandleRequest(f *testing.F) {
 		`{"config":{"vad":&a {"threshold_db":5}}}`,
 		`ON`, `off`, `true`, `"ON"`, `{"muted":"ON"}`, `{"muted":[1]}`, `{"muted":{"x":1}}`, `{"config":"x"}`,
 		`{"config":{"vad":{"preroll_ms":1.5}}}`, `{"config":{"log":{"level":["x"]}}}`,
+		`{"muted":true,"discard_spool":true}`, `{"muted":false,"discard_spool":true}`, `{"muted":true,"discard_spool":"x"}`,
+		`{"config":{"mqtt":{"queue_max":1}}}`,
 	} {
 		for _, op := range []string{"config/set", "mute", "config/get"} {
 			f.Add(op, []byte(s))

@@ -37,7 +37,7 @@ func (a *Agent) handleRequest(ctx context.Context, op string, body []byte) (any,
 		return a.ApplyRemote(cfg)
 	case "mute":
 		const want = `expected ON or OFF, true or false, or {"muted": true}`
-		var raw []byte
+		var raw, discardRaw []byte
 		if mqttlink.IsPlain(body) {
 			raw = body
 		} else {
@@ -48,13 +48,26 @@ func (a *Agent) handleRequest(ctx context.Context, op string, body []byte) (any,
 			if raw = fields["muted"]; raw == nil {
 				return nil, errors.New(`missing "muted": ` + want)
 			}
+			discardRaw = fields["discard_spool"]
 		}
 		muted, ok := parseSwitch(raw)
 		if !ok {
 			return nil, fmt.Errorf("%s, got %s", want, quoteForError(raw))
 		}
+		discard := false
+		if discardRaw != nil {
+			if discard, ok = parseSwitch(discardRaw); !ok {
+				return nil, fmt.Errorf(`"discard_spool" expects true or false, got %s`, quoteForError(discardRaw))
+			}
+			if discard && !muted {
+				return nil, errors.New(`"discard_spool" goes with "muted": true (it drops what a mute holds)`)
+			}
+		}
 		if err := a.SetMuted(muted); err != nil {
 			return nil, err
+		}
+		if discard {
+			return map[string]any{"muted": muted, "discarded": a.DiscardSpool()}, nil
 		}
 		return map[string]bool{"muted": muted}, nil
 	default:

@@ -27,6 +27,10 @@ type State struct {
 	Uplink   UplinkState  `json:"uplink"`
 	Spool    SpoolState   `json:"spool"`
 	Since    string       `json:"since"` // when this state began (RFC 3339)
+
+	// MuteReason says why the device is muted when no operator asked for it (a mute state
+	// file that could not be read: privacy fails closed). A mute request clears it.
+	MuteReason string `json:"mute_reason,omitempty"`
 }
 
 // CaptureState is the input's state as published: capturing, unavailable (waiting for the
@@ -51,6 +55,11 @@ type SpoolState struct {
 	Bytes     int64  `json:"bytes"`
 	Uploads   string `json:"uploads,omitempty"`
 	LastError string `json:"last_error,omitempty"`
+
+	// State is "unavailable" while the spool directory cannot be used (live transcription
+	// goes on; speech the stream cannot carry is lost and counted), with the reason in
+	// LastError; empty when it works.
+	State string `json:"state,omitempty"`
 }
 
 // stateTracker publishes the state when, and only when, it changes.
@@ -94,7 +103,10 @@ func (t *stateTracker) set(f func(*State)) {
 	}
 	t.s.Since = transcript.FormatTime(time.Now())
 	s := t.s
-	t.mu.Unlock()
+	// Published before unlocking: changes made at once from several goroutines (a mute and
+	// the uploader's state change it causes) reach the publisher in the order they were
+	// made, so the retained state is never an older one. SetState and Status never block.
+	defer t.mu.Unlock()
 	if t.a.pub != nil {
 		t.a.pub.SetState(s)
 	}
@@ -108,9 +120,14 @@ func (t *stateTracker) touchSpool() {
 	}
 	st := t.a.spool.Stats()
 	sp := SpoolState{Entries: st.Entries, Bytes: st.Bytes}
+	if st.Unavailable != "" {
+		sp.State, sp.LastError = "unavailable", st.Unavailable
+	}
 	if t.a.uploader != nil {
 		if us := t.a.uploader.Stats(); us.State == batch.StatePaused || us.State == batch.StateBackoff {
 			sp.Uploads, sp.LastError = string(us.State), us.LastError
+		} else if us.State == batch.StateHeld {
+			sp.Uploads = string(us.State) // muted: held wins
 		}
 	}
 	t.set(func(s *State) { s.Spool = sp })
@@ -147,6 +164,12 @@ func statusLine(s State) string {
 	if s.Spool.Entries > 0 {
 		fmt.Fprintf(&b, "; spool %d", s.Spool.Entries)
 	}
+	if s.Spool.State == "unavailable" {
+		fmt.Fprintf(&b, "; spool unavailable (%s)", s.Spool.LastError)
+	}
+	if s.Spool.Uploads == string(batch.StateHeld) {
+		b.WriteString("; spool uploads held (muted)")
+	}
 	if s.Spool.Uploads == string(batch.StatePaused) {
 		fmt.Fprintf(&b, "; spool uploads paused (%s)", s.Spool.LastError)
 	}
@@ -156,7 +179,7 @@ func statusLine(s State) string {
 // counters are the agent's own gauges and counters, updated on the audio path.
 type counters struct {
 	framesCaptured atomic.Int64
-	framesSent     atomic.Int64
+	framesSpeech   atomic.Int64 // frames the gate passed and the agent forwarded (not muted)
 	spooledSamples atomic.Int64
 	spoolErrors    atomic.Int64
 	utterances     atomic.Int64
@@ -251,12 +274,16 @@ func (a *Agent) Health() map[string]any {
 		"at":                 transcript.FormatTime(time.Now()),
 		"uptime_s":           round(time.Since(a.started).Seconds(), 1),
 		"audio_captured_s":   round(float64(a.counters.framesCaptured.Load())*frameSec, 1),
-		"audio_sent_s":       round(float64(a.counters.framesSent.Load())*frameSec, 1),
+		"audio_sent_s":       round(a.audioSentSeconds(), 1),
+		"audio_speech_s":     round(float64(a.counters.framesSpeech.Load())*frameSec, 1),
 		"audio_spooled_s":    round(float64(a.counters.spooledSamples.Load())/audio.SampleRate, 1),
 		"utterances":         a.counters.utterances.Load(),
 		"spool_write_errors": a.counters.spoolErrors.Load(),
 		"muted":              a.muted.Load(),
 		"version":            a.opts.Version,
+	}
+	if r := a.st.get().MuteReason; r != "" {
+		h["mute_reason"] = r
 	}
 	// The levels exist once a frame has been measured (before that, 0 dBFS would read as a
 	// very loud room): the mean and the peak of the frames since the last health message,
@@ -314,6 +341,18 @@ func (c *counters) cpuPercent(cpu time.Duration, now, started time.Time) float64
 		return 0
 	}
 	return round(100*float64(cpu-prev)/float64(wall), 2)
+}
+
+// audioSentSeconds is the audio actually written to the live stream's socket (the uplink's
+// own count), not what was handed to the uplink: a refused stream sends nothing.
+func (a *Agent) audioSentSeconds() float64 {
+	a.mu.Lock()
+	up := a.uplink
+	a.mu.Unlock()
+	if up == nil {
+		return 0
+	}
+	return up.Stats().AudioSentSeconds
 }
 
 func (a *Agent) publishHealth() {

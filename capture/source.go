@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/hark-audio/hark/audio"
+	"github.com/hark-audio/hark/internal/fsx"
 	"github.com/hark-audio/hark/internal/pace"
 )
 
@@ -156,12 +157,15 @@ func Open(ctx context.Context, cfg Config) (*Source, error) {
 		err = s.startPacing(start)
 	default:
 		var f *os.File
-		f, err = os.Open(cfg.Input)
+		// A FIFO's open waits for a writer, and its reads for data: both obey the context
+		// (a SIGTERM stops a capture waiting on a silent FIFO).
+		f, err = fsx.OpenInput(s.ctx, cfg.Input)
 		if err != nil {
 			err = fmt.Errorf("open audio file: %w", err)
 			break
 		}
 		s.file = f
+		context.AfterFunc(s.ctx, s.closeFile)
 		var d *FileDecoder
 		d, err = NewFileDecoder(f, cfg.Input, start)
 		if err != nil {

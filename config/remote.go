@@ -11,13 +11,16 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-// SensitiveKeys could redirect audio or credentials, or widen what may be changed remotely;
-// a remote change to one is refused unless the local file lists it in remote.allow.
+// SensitiveKeys could redirect audio or credentials, widen what may be changed remotely, or
+// throw away data already heard (the retention bounds: lowered remotely, a broker outage
+// then drops queued transcripts and spooled speech); a remote change to one is refused
+// unless the local file lists it in remote.allow.
 var SensitiveKeys = []string{
 	"capture.input", "capture.device", "deepgram.url", "deepgram.prerecorded_url", "deepgram.api_key_file",
 	"deepgram.token_file", "deepgram.extra",
 	"mqtt.broker", "mqtt.username", "mqtt.password_file", "mqtt.ca_file", "mqtt.cert_file", "mqtt.key_file",
 	"mqtt.client_id", "mqtt.topic_prefix", "device_id", "state_dir", "spool.dir",
+	"mqtt.queue_max", "spool.max_age", "spool.max_bytes",
 }
 
 // localOnly keys can never be changed remotely, whatever the file says.

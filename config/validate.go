@@ -77,6 +77,9 @@ func (c Config) Validate() error {
 			}
 		}
 	}
+	if why := checkTopicPrefix(m.TopicPrefix); why != "" {
+		return bad("mqtt.topic_prefix", "%s", why)
+	}
 	if m.TopicPrefix == "" || strings.ContainsAny(m.TopicPrefix, "+#") || strings.HasPrefix(m.TopicPrefix, "/") || strings.HasSuffix(m.TopicPrefix, "/") {
 		return bad("mqtt.topic_prefix", "%q must be non-empty, without + or #, and not start or end with /", m.TopicPrefix)
 	}
@@ -91,6 +94,9 @@ func (c Config) Validate() error {
 	}
 	if m.HealthInterval.D() < time.Second || m.HealthInterval.D() > 24*time.Hour {
 		return bad("mqtt.health_interval", "%s is out of range [1s, 24h]", m.HealthInterval)
+	}
+	if why := checkTopicPrefix(m.DiscoveryPrefix); why != "" {
+		return bad("mqtt.discovery_prefix", "%s", why)
 	}
 	if m.DiscoveryPrefix == "" || strings.ContainsAny(m.DiscoveryPrefix, "+#") {
 		return bad("mqtt.discovery_prefix", "%q must be non-empty, without + or #", m.DiscoveryPrefix)

@@ -18,6 +18,7 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/hark-audio/hark/internal/backoff"
+	"github.com/hark-audio/hark/internal/logging"
 	"github.com/hark-audio/hark/transcript"
 )
 
@@ -155,6 +156,7 @@ type Client struct {
 	delivered, outboxDropped, interimDropped       atomic.Uint64
 	connectAttempts                                atomic.Uint64
 	requests, requestsBusy, queueDropEpisode       atomic.Uint64
+	busyLog                                        *logging.Repeater // "handler busy": once, then counted
 	downSince                                      atomic.Int64
 
 	started, closing atomic.Bool
@@ -183,6 +185,8 @@ func New(o Options) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
+	// A dropped queue entry is a transcript lost: said once with the file, then counted.
+	q.corruptLog = logging.NewRepeater(o.Logger, "unreadable transcript queue entry dropped", 0)
 	base := strings.TrimSuffix(o.TopicPrefix, "/") + "/" + o.DeviceID
 	c := &Client{
 		o: o, log: o.Logger, base: base, queue: q, lostCh: make(chan struct{}, 1), link: newLink(), session: newSessionWatch(o.Logger, o.ClientID),
@@ -201,6 +205,7 @@ func New(o Options) (*Client, error) {
 	for _, g := range o.Groups {
 		c.t.sharedPrefixes = append(c.t.sharedPrefixes, prefix+"/"+GroupLevel+"/"+g+"/request/")
 	}
+	c.busyLog = logging.NewRepeater(o.Logger, "request refused: handler busy", 0)
 	for _, t := range []string{c.t.state, c.t.config, c.t.health} {
 		c.addRetained(t)
 	}
@@ -596,11 +601,14 @@ func (c *Client) onMessage(_ mqtt.Client, m mqtt.Message) {
 		in := inbound{topic: topic, op: op, payload: m.Payload(), retained: m.Retained()}
 		select {
 		case c.reqs <- in:
+			c.busyLog.OK()
 		default:
-			c.requestsBusy.Add(1)
+			n := c.requestsBusy.Add(1)
 			req, _ := parseRequest(in.op, in.payload)
 			c.enqueue(c.t.responsePrefix+in.op, buildResponse(req.transaction, nil, errBusy), "response")
-			c.log.Warn("request refused: handler busy", "op", in.op)
+			// A flood would write a line per request: the first is logged, the rest counted
+			// (requests_busy in health) and summarised.
+			c.busyLog.Fail(errBusy, "op", in.op, "requests_busy", n)
 		}
 	case topic == c.t.haStatus:
 		// Home Assistant's birth message: it may have lost our discovery (restart without

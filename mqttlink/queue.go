@@ -40,6 +40,9 @@ type diskQueue struct {
 	sizes   map[uint64]int64
 
 	hand handoff // PublishTranscript's hand-off to the writer (see Push)
+
+	// corruptLog, if set, says which unreadable entries were dropped (once, then counted).
+	corruptLog *logging.Repeater
 }
 
 type queueEntry struct {
@@ -180,6 +183,12 @@ func (q *diskQueue) Peek() (queueEntry, bool) {
 		}
 		q.removeLocked(seq)
 		q.corrupt++
+		if q.corruptLog != nil {
+			if err == nil {
+				err = errors.New("not a JSON object (torn or damaged file)")
+			}
+			q.corruptLog.Fail(err, "file", filepath.Base(q.path(seq)), "bytes", len(data), "corrupt_total", q.corrupt)
+		}
 	}
 	return queueEntry{}, false
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/hark-audio/hark/audio"
 	"github.com/hark-audio/hark/config"
+	"github.com/hark-audio/hark/internal/fsx"
 	"github.com/hark-audio/hark/uplink/batch"
 	"github.com/hark-audio/hark/uplink/live"
 	"golang.org/x/sys/unix"
@@ -97,7 +98,10 @@ func cmdTranscribe(ctx context.Context, args []string, stdout, stderr io.Writer)
 		opts.Set("sample_rate", strconv.Itoa(*rate))
 		opts.Set("channels", strconv.Itoa(*channels))
 	}
-	size, err := checkInput(path, *raw)
+	size, err := checkInput(ctx, path, *raw)
+	if errors.Is(err, context.Canceled) {
+		return transcribeError(err)
+	}
 	if err != nil {
 		return &exitError{exitTranscribeInput, err}
 	}
@@ -138,8 +142,12 @@ func cmdTranscribe(ctx context.Context, args []string, stdout, stderr io.Writer)
 // instead of a 400 from the service. The container is recognised by its signature; WAV
 // files are parsed (any layout audio.NewWAVReader accepts), other containers are the
 // service's to decode and are sent as they are.
-func checkInput(path string, raw bool) (int64, error) {
-	f, err := os.Open(path)
+func checkInput(ctx context.Context, path string, raw bool) (int64, error) {
+	// Not os.Open: a FIFO's open waits for a writer, and a signal must still stop it.
+	f, err := fsx.OpenInput(ctx, path)
+	if errors.Is(err, context.Canceled) {
+		return 0, err
+	}
 	if err != nil {
 		return 0, fmt.Errorf("cannot read %s: %w", path, unwrapPath(err))
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/hark-audio/hark/audio"
 	"github.com/hark-audio/hark/capture"
 	"github.com/hark-audio/hark/config"
+	"github.com/hark-audio/hark/internal/fsx"
 	"github.com/hark-audio/hark/vad"
 	"golang.org/x/sys/unix"
 )
@@ -46,7 +47,7 @@ func cmdVAD(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	for _, w := range l.Warnings {
 		fmt.Fprintln(stderr, "warning:", w)
 	}
-	f, err := os.Open(pos[0])
+	f, err := fsx.OpenInput(ctx, pos[0]) // a FIFO's open waits for a writer: a signal ends it
 	if err != nil {
 		return err
 	}

@@ -22,6 +22,7 @@ type Repeater struct {
 	msg   string
 	every time.Duration
 	now   func() time.Time
+	level slog.Level // of the failure lines: Warn unless AtLevel
 
 	mu       sync.Mutex
 	failing  bool
@@ -38,7 +39,17 @@ func NewRepeater(log *slog.Logger, msg string, every time.Duration) *Repeater {
 	if every <= 0 {
 		every = DefaultSummaryEvery
 	}
-	return &Repeater{log: log, msg: msg, every: every, now: time.Now}
+	return &Repeater{log: log, msg: msg, every: every, now: time.Now, level: slog.LevelWarn}
+}
+
+// AtLevel sets the level of the failure lines (Warn by default): Error for a failure that
+// loses data, such as speech that could not be spooled. It returns r, for chaining at
+// construction.
+func (r *Repeater) AtLevel(l slog.Level) *Repeater {
+	r.mu.Lock()
+	r.level = l
+	r.mu.Unlock()
+	return r
 }
 
 // Fail records one failure. attrs are added to the lines it writes.
@@ -49,8 +60,9 @@ func (r *Repeater) Fail(err error, attrs ...any) {
 	r.lastErr = err
 	if !r.failing {
 		r.failing, r.since, r.lastLog, r.unlogged = true, now, now, 0
+		lvl := r.level
 		r.mu.Unlock()
-		r.log.Log(context.Background(), slog.LevelWarn, r.msg, append([]any{"err", err}, attrs...)...)
+		r.log.Log(context.Background(), lvl, r.msg, append([]any{"err", err}, attrs...)...)
 		return
 	}
 	r.unlogged++
@@ -58,10 +70,10 @@ func (r *Repeater) Fail(err error, attrs ...any) {
 		r.mu.Unlock()
 		return
 	}
-	n, total, since := r.unlogged, r.total, now.Sub(r.since)
+	n, total, since, lvl := r.unlogged, r.total, now.Sub(r.since), r.level
 	r.lastLog, r.unlogged = now, 0
 	r.mu.Unlock()
-	r.log.Log(context.Background(), slog.LevelWarn, r.msg+" (repeated)",
+	r.log.Log(context.Background(), lvl, r.msg+" (repeated)",
 		append([]any{"err", err, "repeated", n, "failures", total, "failing_for", since.Round(time.Second).String()}, attrs...)...)
 }
 

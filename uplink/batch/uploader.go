@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hark-audio/hark/internal/backoff"
@@ -51,6 +52,7 @@ const (
 	StateBackoff   State = "backoff"   // transient failure, retrying after a wait
 	StatePaused    State = "paused"    // auth/account/config refusal (401/402/403, a 400 about the request), slow retry
 	StateStopped   State = "stopped"   // Run returned
+	StateHeld      State = "held"      // Hold(true): nothing is uploaded or published until Hold(false)
 )
 
 // Stats are the uploader's counters and state.
@@ -83,6 +85,12 @@ type Uploader struct {
 	cfg  UploaderConfig
 	log  *slog.Logger
 	kick chan struct{}
+
+	// held is Hold's flag; release wakes a held Run. cancelPass ends the uploads of the
+	// pass in flight (under mu), so a hold stops audio already on its way out.
+	held       atomic.Bool
+	release    chan struct{}
+	cancelPass context.CancelFunc
 
 	mu      sync.Mutex
 	st      Stats
@@ -124,7 +132,7 @@ func NewUploader(sp *spool.Spool, c *Client, cfg UploaderConfig) *Uploader {
 		panic("batch.NewUploader: Publish is required")
 	}
 	return &Uploader{sp: sp, c: c, cfg: cfg, log: cfg.Logger.With("component", "uploader"),
-		kick: make(chan struct{}, 1), st: Stats{State: StateIdle, Since: time.Now()},
+		kick: make(chan struct{}, 1), release: make(chan struct{}, 1), st: Stats{State: StateIdle, Since: time.Now()},
 		entries: map[string]*entryState{}}
 }
 
@@ -139,6 +147,29 @@ func (u *Uploader) Kick() {
 	default:
 	}
 }
+
+// Hold stops (true) or resumes (false) uploading and publishing: while held nothing is
+// sent anywhere (a muted device), an upload in flight is cancelled and its entry kept,
+// and the state is StateHeld. It never blocks.
+func (u *Uploader) Hold(h bool) {
+	if u.held.Swap(h) == h {
+		return
+	}
+	if h {
+		u.mu.Lock()
+		if u.cancelPass != nil {
+			u.cancelPass()
+		}
+		u.mu.Unlock()
+	}
+	select {
+	case u.release <- struct{}{}:
+	default:
+	}
+}
+
+// errHeld ends a pass that a Hold interrupted: not a failure.
+var errHeld = errors.New("uploads held")
 
 // Stats returns a snapshot.
 func (u *Uploader) Stats() Stats {
@@ -217,6 +248,15 @@ func (u *Uploader) Run(ctx context.Context) error {
 		}
 		u.sp.Prune()
 		list := u.sp.Pending()
+		if u.held.Load() {
+			u.setState(StateHeld, time.Time{})
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-u.release:
+			}
+			continue
+		}
 		if len(list) == 0 {
 			u.setState(StateIdle, time.Time{})
 			select {
@@ -224,14 +264,29 @@ func (u *Uploader) Run(ctx context.Context) error {
 				return ctx.Err()
 			case <-u.sp.Changed():
 			case <-u.kick:
+			case <-u.release: // a Hold: the state says so at once
 			}
 			continue
 		}
 		u.setState(StateUploading, time.Time{})
 		lastAttempt = time.Now()
-		res := u.pass(ctx, list)
+		passCtx, cancel := context.WithCancel(ctx)
+		u.mu.Lock()
+		u.cancelPass = cancel
+		u.mu.Unlock()
+		if u.held.Load() { // a Hold between the check above and cancelPass being set
+			cancel()
+		}
+		res := u.pass(passCtx, list)
+		u.mu.Lock()
+		u.cancelPass = nil
+		u.mu.Unlock()
+		cancel()
 		if ctx.Err() != nil {
 			return ctx.Err()
+		}
+		if u.held.Load() {
+			continue // entries released by the pass; the loop waits for the release
 		}
 		if res.ok {
 			u.recovered()
@@ -453,6 +508,12 @@ func (u *Uploader) finish(s *slot) (passResult, bool) {
 	if !s.claimed {
 		u.log.Debug("entry gone before upload", "id", id, "error", s.err)
 		return passResult{}, true
+	}
+	if u.held.Load() {
+		// Held (muted) while this entry was in flight: nothing more is sent or published;
+		// a saved response stays saved and is published after the release.
+		u.sp.Release(id)
+		return passResult{class: ClassCanceled, err: errHeld}, false
 	}
 	if s.err != nil {
 		var ny *notYetError

@@ -47,7 +47,7 @@ func TestTokenFileBearer(t *testing.T) {
 	if !opened {
 		t.Fatalf("no stream opened with the fresh token: %s", summarize(srv.Sessions()))
 	}
-	for _, ev := range h.r.evs("stream_refused") {
+	for _, ev := range h.r.eventsOf("stream_refused") {
 		if strings.Contains(fmt.Sprint(ev.Attrs), expired) {
 			t.Fatal("token in an event")
 		}

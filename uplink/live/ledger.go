@@ -83,6 +83,10 @@ type ledger struct {
 	epochs uint64
 
 	n ledgerCounts
+
+	// settled holds the first-frame capture times of the segments completed live since the
+	// last takeOutputs (published or answered with no words), for Handler.Settled.
+	settled []time.Time
 }
 
 type ledgerConfig struct {
@@ -599,6 +603,23 @@ func (l *ledger) spoolWaiting(give func(*segment) bool, why string) {
 	}
 }
 
+// withhold sends the segments whose audio has not all gone out to the spool whole (a
+// mute): what was handed to the uplink before the mute is never sent after it. Segments
+// already sent in full keep waiting for their finals: that audio is with the service.
+// It returns how many segments it withheld.
+func (l *ledger) withhold(why string) int {
+	var gone []*segment
+	for _, s := range l.segs {
+		if s.state == segWaiting || s.state == segLive && (s.taken < len(s.frames) || !s.ended) {
+			gone = append(gone, s)
+		}
+	}
+	for _, s := range gone {
+		l.spool(s, why)
+	}
+	return len(gone)
+}
+
 // tick applies what is due at now: grace completions and expired waits.
 func (l *ledger) tick(now time.Time) {
 	if c := l.conn; c != nil {
@@ -766,6 +787,7 @@ func (l *ledger) complete(c *connLedger, s *segment, how string) {
 		c.done = slices.Delete(c.done, 0, len(c.done)-keepDone)
 	}
 	l.remove(s)
+	l.settled = append(l.settled, s.frames[0].Time)
 	if u.Text == "" {
 		l.n.empty++
 	} else {
@@ -849,6 +871,13 @@ func (l *ledger) remove(s *segment) {
 	if l.open == s {
 		l.open = nil
 	}
+}
+
+// takeSettled returns the segments completed live since the last call (see settled).
+func (l *ledger) takeSettled(dst []time.Time) []time.Time {
+	dst = append(dst, l.settled...)
+	l.settled = l.settled[:0]
+	return dst
 }
 
 // takeOutputs returns the decisions made since the last call, in order.

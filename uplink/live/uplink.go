@@ -71,6 +71,11 @@ type Handler struct {
 	Unconfirmed func(Segment)
 	Event       func(Event)
 	State       func(State)
+	// Settled, if set, is called with the capture time of a segment's first frame once the
+	// segment has been completed live (after its Utterance, or with no words): the uplink
+	// no longer needs it, and a copy kept against a crash can go. Segments handed to
+	// Unconfirmed are not reported here.
+	Settled func(first time.Time)
 }
 
 // Stats are the uplink's counters for the health message.
@@ -170,6 +175,7 @@ type Uplink struct {
 	refusedN   int
 	stable     bool // the current connection has delivered a final (or lasted StableAfter)
 	outs       []output
+	settled    []time.Time
 }
 
 // New returns an Uplink; nothing happens until Run.
@@ -287,6 +293,22 @@ func (u *Uplink) SegmentEnd(time.Time) {
 		c.notify()
 	}
 	u.poke()
+}
+
+// Withhold stops the audio the uplink holds from being sent (a mute): every segment
+// not yet sent in full, the open one included, goes whole to Unconfirmed (the spool)
+// instead, the open one when it ends. It never blocks.
+func (u *Uplink) Withhold(why string) {
+	u.mu.Lock()
+	n := u.led.withhold(why)
+	if u.waiters > 0 {
+		u.space.Broadcast()
+	}
+	u.mu.Unlock()
+	if n > 0 {
+		u.log.Info("audio not yet sent withheld from the stream", "segments", n, "why", why)
+		u.poke()
+	}
 }
 
 func (u *Uplink) poke() {
@@ -611,7 +633,9 @@ func (u *Uplink) beginStreamClose(now time.Time, idle bool) string {
 func (u *Uplink) deliver() {
 	u.mu.Lock()
 	u.outs = u.led.takeOutputs(u.outs[:0])
+	u.settled = u.led.takeSettled(u.settled[:0])
 	u.mu.Unlock()
+
 	for _, o := range u.outs {
 		switch o.kind {
 		case outUtterance:
@@ -633,6 +657,12 @@ func (u *Uplink) deliver() {
 		}
 	}
 	clear(u.outs)
+	// After the outputs: a segment's utterance is handed over before it is settled.
+	if u.h.Settled != nil {
+		for _, t := range u.settled {
+			u.h.Settled(t)
+		}
+	}
 }
 
 // ---- connections ----

@@ -108,9 +108,14 @@ type Stats struct {
 	Evicted      int64         `json:"evicted"`
 	EvictedBytes int64         `json:"evicted_bytes"`
 	EvictedAudio time.Duration `json:"-"`
+	// Discarded counts entries removed on request (a mute with discard_spool): speech an
+	// operator chose to drop untranscribed.
+	Discarded int64 `json:"discarded"`
 	// PutErrors counts failed Puts; LastPutError is the latest one's message.
 	PutErrors    int64  `json:"put_errors"`
 	LastPutError string `json:"last_put_error,omitempty"`
+	// Unavailable says why the directory cannot be used (OpenDegraded), empty when it can.
+	Unavailable string `json:"unavailable,omitempty"`
 	// Orphans counts half-written entries removed by Open (a crash inside Put, which had
 	// not returned, so nothing acknowledged was lost).
 	Orphans int64 `json:"orphans"`
@@ -156,6 +161,66 @@ type Spool struct {
 	failed  map[string]*failedEntry
 	st      Stats // counters only; gauges are computed in Stats
 	lastLog time.Time
+	// unavailable says why the directory could not be opened (OpenDegraded); while set,
+	// the spool holds nothing and Put tries the directory again first.
+	unavailable string
+}
+
+// ErrUnavailable: the spool directory could not be opened (OpenDegraded); nothing is stored
+// until Reopen (or a Put) finds it usable.
+var ErrUnavailable = errors.New("spool unavailable")
+
+// OpenDegraded is Open for a daemon that must run without its spool (live transcription
+// needs no disk): when the directory cannot be used it returns, with Open's error, a Spool
+// that holds nothing, says why in Stats().Unavailable, fails Put with ErrUnavailable
+// unless the directory has become usable, and is opened for real by a successful Reopen.
+func OpenDegraded(dir string, lim Limits, log *slog.Logger) (*Spool, error) {
+	s, err := Open(dir, lim, log)
+	if err == nil {
+		return s, nil
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s = &Spool{dir: dir, lim: lim, log: log.With("component", "spool"), now: time.Now,
+		changed: make(chan struct{}, 1), entries: map[string]*entry{}, failed: map[string]*failedEntry{},
+		unavailable: err.Error()}
+	return s, err
+}
+
+// Reopen tries an unavailable spool's directory again (as Open: create, recover, apply the
+// limits). It returns nil at once when the spool is available.
+func (s *Spool) Reopen() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.unavailable == "" {
+		return nil
+	}
+	err := s.ensureDirs()
+	if err == nil {
+		err = s.recover()
+	}
+	if err != nil {
+		s.entries, s.failed = map[string]*entry{}, map[string]*failedEntry{}
+		s.unavailable = err.Error()
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	s.unavailable = ""
+	s.pruneLocked(s.now())
+	s.enforceSizeLocked("")
+	s.log.Info("spool directory available again", "dir", s.dir, "entries", len(s.entries))
+	select {
+	case s.changed <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// Available reports whether the spool directory is in use (see OpenDegraded).
+func (s *Spool) Available() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.unavailable == ""
 }
 
 // Open opens (creating) the spool directory and recovers it after a crash: temp files
@@ -168,15 +233,8 @@ func Open(dir string, lim Limits, log *slog.Logger) (*Spool, error) {
 	}
 	s := &Spool{dir: dir, lim: lim, log: log.With("component", "spool"), now: time.Now,
 		changed: make(chan struct{}, 1), entries: map[string]*entry{}, failed: map[string]*failedEntry{}}
-	for _, d := range []string{dir, filepath.Join(dir, failedDir)} {
-		if err := os.MkdirAll(d, 0o700); err != nil {
-			return nil, fmt.Errorf("create spool directory: %w", err)
-		}
-		if fi, err := os.Stat(d); err == nil && fi.Mode().Perm()&0o077 != 0 {
-			if err := os.Chmod(d, 0o700); err != nil {
-				return nil, fmt.Errorf("restrict spool directory: %w", err)
-			}
-		}
+	if err := s.ensureDirs(); err != nil {
+		return nil, err
 	}
 	if err := s.recover(); err != nil {
 		return nil, err
@@ -189,6 +247,22 @@ func Open(dir string, lim Limits, log *slog.Logger) (*Spool, error) {
 	s.log.Info("spool opened", "dir", dir, "entries", st.Entries, "bytes", st.Bytes, "audio", st.Audio,
 		"failed", st.Failed, "orphans_removed", st.Orphans)
 	return s, nil
+}
+
+// ensureDirs creates the spool directory and failed/ if missing (at Open, and again by a
+// Put that finds them deleted while running) and makes them private.
+func (s *Spool) ensureDirs() error {
+	for _, d := range []string{s.dir, filepath.Join(s.dir, failedDir)} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return fmt.Errorf("create spool directory: %w", err)
+		}
+		if fi, err := os.Stat(d); err == nil && fi.Mode().Perm()&0o077 != 0 {
+			if err := os.Chmod(d, 0o700); err != nil {
+				return fmt.Errorf("restrict spool directory: %w", err)
+			}
+		}
+	}
+	return nil
 }
 
 // Dir is the spool directory.
@@ -334,7 +408,9 @@ func (s *Spool) Put(meta Meta, samples []int16) (Meta, error) {
 		s.st.PutErrors++
 		s.st.LastPutError = err.Error()
 		s.mu.Unlock()
-		s.log.Error("spool write failed: segment not stored", "error", err, "audio", time.Duration(len(samples))*time.Second/audio.SampleRate)
+		// The caller reports the loss (once, then counted: the agent's Repeater); a line per
+		// failed Put at Error flooded the journal on a full disk.
+		s.log.Debug("spool write failed: segment not stored", "error", err, "audio", time.Duration(len(samples))*time.Second/audio.SampleRate)
 		return Meta{}, err
 	}
 	select {
@@ -347,6 +423,9 @@ func (s *Spool) Put(meta Meta, samples []int16) (Meta, error) {
 func (s *Spool) put(meta Meta, samples []int16) (Meta, error) {
 	if len(samples) == 0 {
 		return Meta{}, errNoAudio
+	}
+	if err := s.Reopen(); err != nil {
+		return Meta{}, fmt.Errorf("spool put: %w", err)
 	}
 	if meta.ID == "" {
 		meta.ID = newID(meta.Start)
@@ -376,6 +455,14 @@ func (s *Spool) put(meta Meta, samples []int16) (Meta, error) {
 	wav = append(wav, audio.WAVHeader(int(2*meta.Samples))...)
 	wav = audio.AppendPCM(wav, samples)
 	tmpWAV, err := fsx.WriteTemp(s.dir, tmpPrefix+meta.ID+extWAV+"-*", wav, 0o600)
+	if errors.Is(err, fs.ErrNotExist) {
+		// The directory was deleted while running (an operator's cleanup, a tmpfs
+		// remounted): recreate it and write again, rather than lose every later segment.
+		if err = s.ensureDirs(); err == nil {
+			s.log.Warn("spool directory was missing and has been recreated; entries in it before are lost", "dir", s.dir)
+			tmpWAV, err = fsx.WriteTemp(s.dir, tmpPrefix+meta.ID+extWAV+"-*", wav, 0o600)
+		}
+	}
 	if err != nil {
 		return Meta{}, putErr(meta.ID, err)
 	}
@@ -586,6 +673,29 @@ func (s *Spool) moveFiles(id, reason string, detail []byte) error {
 	return nil
 }
 
+// Discard removes every pending entry not claimed by an upload in flight (an operator's
+// request: a mute that drops what was heard before it) and returns how many it removed.
+// Failed entries are left where they are.
+func (s *Spool) Discard() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for id, e := range s.entries {
+		if e.claimed {
+			continue
+		}
+		os.Remove(s.path(id, extMeta)) // the commit point first, as in Complete
+		delete(s.entries, id)
+		s.removeFiles(id, extWAV, extResp)
+		s.st.Discarded++
+		n++
+	}
+	if n > 0 {
+		s.log.Warn("spooled speech discarded on request", "entries", n, "discarded_total", s.st.Discarded)
+	}
+	return n
+}
+
 // Prune evicts entries older than MaxAge (by when they were written), failed ones
 // included. It returns how many pending entries it evicted.
 func (s *Spool) Prune() int {
@@ -691,6 +801,7 @@ func (s *Spool) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := s.st
+	st.Unavailable = s.unavailable
 	for _, e := range s.entries {
 		st.Entries++
 		st.Bytes += e.bytes()
