@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -152,7 +151,7 @@ func TestFleetCommand(t *testing.T) {
 
 	// watch: follows the events of every device (k1 muted and unmuted until watch shows
 	// it; it has no "subscribed" signal to wait for).
-	watchOut := &lockedBuffer{}
+	watchOut := &syncBuffer{}
 	var watchErr bytes.Buffer
 	done := make(chan int)
 	go func() { done <- Main([]string{"fleet", "watch", "--json", "--for", "8s"}, watchOut, &watchErr) }()
@@ -180,23 +179,6 @@ func TestFleetCommand(t *testing.T) {
 			t.Errorf("%v: exit %d, want 2", args, code)
 		}
 	}
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 func TestParseSetArgs(t *testing.T) {
